@@ -1,0 +1,160 @@
+"""The bit-exact integer model: the specification the hardware must match.
+
+Every operation here is integer arithmetic defined by :mod:`nsllm.model.numerics`; the only
+floating point is the ternary accumulation, done by BLAS on small integers where it is provably
+exact (:func:`nsllm.model.numerics.float32_exact`), else in float64 (exact below 2**53).
+:class:`IntegerParams` turns a model's float parameters into the integer constants the hardware
+loads; the HDL and the model image use the same object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import numerics as nx
+from .graph import Arithmetic, LanguageModel
+from .weights import ModelWeights
+
+
+@dataclass
+class LinearParams:
+    """Integer constants of one ternary layer.
+
+    ``u = shift_round(xn * enc.mant, enc.shift + ACT_FRAC - U_FRAC)`` (membrane potential),
+    ``s = spike_count(u, D, delta_q)``, ``acc = W s``,
+    ``y = saturate(shift_round(acc * out.mant, out.shift))``.
+    """
+
+    trits: np.ndarray  #: int8 (out, in)
+    D: int
+    delta_q: int  #: δ in U_FRAC fixed point
+    enc: nx.Multipliers  #: per input channel: norm weight / θ
+    out: nx.Multipliers  #: one value: θ · β · 2**ACT_FRAC
+
+    @property
+    def enc_shift(self) -> int:
+        return self.enc.shift + nx.ACT_FRAC - nx.U_FRAC
+
+    @property
+    def acc_bits(self) -> int:
+        return nx.accumulator_bits(self.trits.shape[1], self.D)
+
+
+class IntegerParams:
+    """All integer constants of a model, derived deterministically from its weights and config."""
+
+    def __init__(self, weights: ModelWeights):
+        cfg = weights.config
+        cfg.validate()
+        self.config = cfg
+        self.embedding = nx.to_fixed(weights.tensors["embeddings.weight"])
+        self.norms = {
+            name: nx.quantize_multipliers(t)
+            for name, t in weights.tensors.items()
+            if name.endswith("norm.weight")
+        }
+        self.lower_bounds = [
+            None if (lb := weights.lower_bound(i)) is None
+            else nx.to_fixed(lb, nx.GATE_FRAC, bits=nx.GATE_FRAC + 2)
+            for i in range(cfg.num_layers)
+        ]
+        self.linears: dict[str, LinearParams] = {}
+        for name, lin in weights.linears.items():
+            q = cfg.quant[name]
+            self.linears[name] = LinearParams(
+                trits=lin.trits,
+                D=q.D,
+                delta_q=int(np.floor(q.delta * (1 << nx.U_FRAC) + 0.5)),
+                enc=nx.quantize_multipliers(lin.norm_weight.astype(np.float64) / q.theta),
+                out=nx.quantize_multipliers(q.theta * q.weight_scale * (1 << nx.ACT_FRAC)),
+            )
+
+
+class IntegerArithmetic(Arithmetic):
+    """Integer implementation of the graph's operations (int64 arrays of fixed-point values).
+
+    Parameters
+    ----------
+    weights : ModelWeights
+    spike_form : {"count", "train"}
+        ``count`` adds ±count·w per weight (what the hardware does); ``train`` expands each count
+        into D ternary spikes and accumulates timestep by timestep. Both give identical results.
+    """
+
+    def __init__(self, weights: ModelWeights, spike_form: str = "count"):
+        if spike_form not in ("count", "train"):
+            raise ValueError(f"spike_form must be 'count' or 'train', not {spike_form!r}")
+        self.weights = weights
+        self.params = IntegerParams(weights)
+        self.spike_form = spike_form
+        self._dense: dict[str, np.ndarray] = {}
+        for name, lp in self.params.linears.items():
+            exact32 = nx.float32_exact(lp.trits.shape[1], lp.D)
+            # trits transposed (in, out): one BLAS product per layer; exact, see float32_exact
+            self._dense[name] = np.ascontiguousarray(
+                lp.trits.T, dtype=np.float32 if exact32 else np.float64
+            )
+
+    def embed(self, tokens):
+        return self.params.embedding[tokens]
+
+    def norm(self, x, weight):
+        m = self.params.norms[weight]
+        return nx.saturate(m.apply(nx.rmsnorm_q(x)))
+
+    def unit_norm(self, x):
+        return nx.rmsnorm_q(x)
+
+    def spikes(self, layer, xn):
+        lp = self.params.linears[layer]
+        u = nx.shift_round(np.asarray(xn, dtype=np.int64) * lp.enc.mant, lp.enc_shift)
+        return nx.spike_count(u, lp.D, lp.delta_q)
+
+    def accumulate(self, layer, counts):
+        lp = self.params.linears[layer]
+        if self.spike_form == "train":
+            acc = nx.ternary_accumulate_train(lp.trits, nx.spike_train(counts, lp.D))
+        else:
+            w = self._dense[layer]
+            flat = counts.reshape(-1, counts.shape[-1]).astype(w.dtype)
+            acc = (flat @ w).astype(np.int64).reshape(counts.shape[:-1] + (w.shape[1],))
+        return nx.saturate(lp.out.apply(acc))
+
+    def forget_gate(self, f_pre, layer):
+        sig = nx.sigmoid_q(f_pre)
+        lb = self.params.lower_bounds[layer]
+        if lb is None:
+            return sig
+        return lb + nx.shift_round((nx.GATE_ONE - lb) * sig, nx.GATE_FRAC)
+
+    def input_gate(self, i_pre, f):
+        return nx.shift_round(nx.silu_q(i_pre) * (nx.GATE_ONE - f), nx.GATE_FRAC)
+
+    def recur(self, f, h, i):
+        return nx.saturate(nx.shift_round(f * h, nx.GATE_FRAC) + i)
+
+    def silu(self, x):
+        return nx.silu_q(x)
+
+    def mul(self, a, b):
+        return nx.saturate(nx.shift_round(np.asarray(a, np.int64) * b, nx.ACT_FRAC))
+
+    def add(self, a, b):
+        return nx.saturate(np.asarray(a, np.int64) + b)
+
+    def zeros_state(self, batch):
+        return np.zeros((batch, self.weights.config.hidden_size), dtype=np.int64)
+
+
+class IntegerModel(LanguageModel):
+    """The golden model: integer logits (ACT_FRAC fixed point), bit-exact hardware spec."""
+
+    def __init__(self, weights: ModelWeights, spike_form: str = "count"):
+        super().__init__(IntegerArithmetic(weights, spike_form))
+        self.params = self.arith.params
+
+    @staticmethod
+    def logits_to_float(logits: np.ndarray) -> np.ndarray:
+        return nx.from_fixed(logits)

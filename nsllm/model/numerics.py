@@ -1,0 +1,261 @@
+"""The numerics contract: fixed-point formats, rounding, tables and integer primitives.
+
+This module is the single source of truth for every number the hardware computes. The integer
+golden model (:mod:`nsllm.model.integer`), the HDL generators, the testbenches and the performance
+model import these constants and functions instead of repeating them. ``docs/numerics.md``
+explains each of them.
+
+Conventions
+-----------
+* Activations between units are signed integers of ``ACT_BITS`` bits with ``ACT_FRAC``
+  fractional bits (value = integer / 2**ACT_FRAC), saturated at each unit's output.
+* Gates (sigmoid outputs, forget gates, lower bounds) are unsigned Q1.15 (``GATE_ONE`` = 1.0).
+* Spike counts are signed integers in ``[-D, D]``.
+* Every right shift rounds half up: ``(x + 2**(s-1)) >> s`` (arithmetic shift, so -2.5 → -2).
+  :func:`shift_round` is the only rounding primitive; a negative shift is an exact left shift.
+* Per-channel real multipliers are represented as integer mantissas of at most ``MULT_BITS``
+  signed bits sharing one per-layer shift (:func:`quantize_multipliers`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+# --- formats ----------------------------------------------------------------------------------
+ACT_BITS = 24  #: signed width of every activation between units
+ACT_FRAC = 10  #: fractional bits of activations (resolution 2**-10, range ±8192)
+ACT_MAX = (1 << (ACT_BITS - 1)) - 1
+ACT_MIN = -(1 << (ACT_BITS - 1))
+
+GATE_FRAC = 15  #: sigmoid / forget-gate / lower-bound format: unsigned Q1.15
+GATE_ONE = 1 << GATE_FRAC
+
+U_FRAC = 8  #: fractional bits of the I-LIF membrane potential u = x / theta
+
+MULT_BITS = 16  #: signed width of per-channel multiplier mantissas (norm weights, 1/theta, scales)
+
+# Sigmoid / SiLU table: indexed by the activation at SIG_IN_FRAC fractional bits on [-8, 8).
+SIG_IN_FRAC = 6
+SIG_RANGE = 8
+SIG_ENTRIES = 2 * SIG_RANGE << SIG_IN_FRAC  # 1024
+SIG_IDX_MIN = -(SIG_RANGE << SIG_IN_FRAC)  # -512
+SIG_IDX_MAX = (SIG_RANGE << SIG_IN_FRAC) - 1  # 511
+
+# Reciprocal square root table for RMSNorm: the sum of squares is normalised by an even shift to a
+# mantissa m in [2**RSQRT_M_BITS, 2**(RSQRT_M_BITS + 2)); the table holds round(2**RSQRT_FRAC/√m).
+RSQRT_M_BITS = 10
+RSQRT_FRAC = 20
+RSQRT_ENTRIES = 3 << RSQRT_M_BITS  # 3072 entries, index m - 2**RSQRT_M_BITS
+SQRTD_FRAC = 8  #: fractional bits of the per-layer constant sqrt(d)
+
+#: Largest number of spike-count-times-trit products whose sum is exact in float32 (|sum| < 2**24).
+FLOAT32_EXACT = 1 << 24
+
+TRIT_VALUES = (-1, 0, 1)
+SPIKE_COUNT_SET = (1, 3, 7, 15)  #: the documented timestep choices for mixed-timestep allocation
+MAX_TIMESTEPS = 127  #: largest D the formats allow (count fits in 8 signed bits)
+
+
+# --- rounding and saturation ------------------------------------------------------------------
+def shift_round(x, s: int):
+    """Round-half-up arithmetic right shift by ``s`` bits (left shift when ``s`` < 0).
+
+    Works on Python ints and int64 arrays; the caller guarantees no int64 overflow.
+    """
+    if s > 0:
+        return (x + (1 << (s - 1))) >> s
+    if s == 0:
+        return x
+    return x << (-s)
+
+
+def shift_round_array(x: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """:func:`shift_round` with a per-element shift (used by RMSNorm, whose shift is per vector)."""
+    x = np.asarray(x, dtype=np.int64)
+    s = np.asarray(s, dtype=np.int64)
+    pos = np.maximum(s, 0)
+    half = np.where(pos > 0, np.left_shift(np.int64(1), np.maximum(pos - 1, 0)), 0)
+    right = (x + half) >> pos
+    return np.where(s >= 0, right, x << np.maximum(-s, 0))
+
+
+def saturate(x, bits: int = ACT_BITS):
+    """Clamp to the signed range of ``bits`` bits."""
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return np.clip(x, lo, hi)
+
+
+def to_fixed(x, frac: int = ACT_FRAC, bits: int = ACT_BITS) -> np.ndarray:
+    """Real → fixed point: round half away from zero to ``frac`` bits, then saturate."""
+    x = np.asarray(x, dtype=np.float64)
+    q = np.sign(x) * np.floor(np.abs(x) * (1 << frac) + 0.5)
+    return saturate(q.astype(np.int64), bits)
+
+
+def from_fixed(q, frac: int = ACT_FRAC) -> np.ndarray:
+    """Fixed point → float64."""
+    return np.asarray(q, dtype=np.float64) / (1 << frac)
+
+
+# --- multipliers ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Multipliers:
+    """Real factors ``v`` represented as ``mant * 2**-shift`` with one shift for all of them."""
+
+    mant: np.ndarray  #: int64, |mant| < 2**(MULT_BITS - 1)
+    shift: int
+
+    def apply(self, x: np.ndarray, extra_shift: int = 0) -> np.ndarray:
+        """``x * v`` as ``shift_round(x * mant, shift + extra_shift)`` (int64 in and out)."""
+        return shift_round(np.asarray(x, dtype=np.int64) * self.mant, self.shift + extra_shift)
+
+    def real(self) -> np.ndarray:
+        return self.mant.astype(np.float64) / 2.0**self.shift
+
+
+def quantize_multipliers(values, bits: int = MULT_BITS, max_shift: int = 40) -> Multipliers:
+    """Choose the largest shift such that every ``round(v * 2**shift)`` fits in ``bits`` signed bits.
+
+    All-zero input gives mantissas of zero and shift 0.
+    """
+    v = np.atleast_1d(np.asarray(values, dtype=np.float64))
+    if not np.all(np.isfinite(v)):
+        raise ValueError("multiplier values must be finite")
+    peak = float(np.max(np.abs(v))) if v.size else 0.0
+    limit = (1 << (bits - 1)) - 1
+    if peak == 0.0:
+        return Multipliers(np.zeros(v.shape, dtype=np.int64), 0)
+    shift = int(math.floor(math.log2(limit / peak)))
+    shift = min(shift, max_shift)
+    while True:
+        mant = np.sign(v) * np.floor(np.abs(v) * 2.0**shift + 0.5)
+        if np.max(np.abs(mant)) <= limit:
+            break
+        shift -= 1
+    return Multipliers(mant.astype(np.int64), shift)
+
+
+# --- tables -------------------------------------------------------------------------------------
+def sigmoid_table() -> np.ndarray:
+    """``SIG[k] = round(σ((k + SIG_IDX_MIN) / 2**SIG_IN_FRAC) * GATE_ONE)``, ``SIG_ENTRIES`` entries."""
+    k = np.arange(SIG_IDX_MIN, SIG_IDX_MAX + 1, dtype=np.float64)
+    return np.floor(GATE_ONE / (1.0 + np.exp(-k / (1 << SIG_IN_FRAC))) + 0.5).astype(np.int64)
+
+
+def rsqrt_table() -> np.ndarray:
+    """``RSQRT[m - 2**RSQRT_M_BITS] = round(2**RSQRT_FRAC / sqrt(m))`` for m in [2**M, 2**(M+2))."""
+    m = np.arange(1 << RSQRT_M_BITS, 4 << RSQRT_M_BITS, dtype=np.float64)
+    return np.floor((1 << RSQRT_FRAC) / np.sqrt(m) + 0.5).astype(np.int64)
+
+
+SIGMOID_TABLE = sigmoid_table()
+RSQRT_TABLE = rsqrt_table()
+
+
+def sigmoid_q(x: np.ndarray) -> np.ndarray:
+    """σ of an activation (ACT_FRAC) as Q1.15; 0 below -8 and 1.0 at or above +8."""
+    idx = shift_round(np.asarray(x, dtype=np.int64), ACT_FRAC - SIG_IN_FRAC)
+    inside = SIGMOID_TABLE[np.clip(idx, SIG_IDX_MIN, SIG_IDX_MAX) - SIG_IDX_MIN]
+    return np.where(idx < SIG_IDX_MIN, 0, np.where(idx > SIG_IDX_MAX, GATE_ONE, inside))
+
+
+def silu_q(x: np.ndarray) -> np.ndarray:
+    """SiLU of an activation: ``x * σ(x)`` rounded back to ACT_FRAC (no saturation needed)."""
+    x = np.asarray(x, dtype=np.int64)
+    return shift_round(x * sigmoid_q(x), GATE_FRAC)
+
+
+def sqrt_d_const(d: int) -> int:
+    """The per-layer RMSNorm constant ``round(sqrt(d) * 2**SQRTD_FRAC)``."""
+    return int(math.floor(math.sqrt(d) * (1 << SQRTD_FRAC) + 0.5))
+
+
+def rsqrt_factor(sum_sq: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """RMSNorm factor for each vector: ``(r, shift)`` with ``x * r >> shift ≈ x * sqrt(d/sum_sq)``.
+
+    ``sum_sq`` is Σx² of ACT_FRAC integers (so it carries 2·ACT_FRAC fractional bits); zero is
+    treated as one. The mantissa ``m`` is the sum of squares shifted by an even amount ``e`` into
+    [2**RSQRT_M_BITS, 2**(RSQRT_M_BITS+2)) (truncating), looked up, and multiplied by sqrt(d):
+    ``r = shift_round(RSQRT[m] * SQRTD, SQRTD_FRAC)``, ``shift = RSQRT_FRAC + e/2 - ACT_FRAC``.
+    The output of :func:`rmsnorm_q` then carries ACT_FRAC fractional bits.
+    """
+    ss = np.maximum(np.asarray(sum_sq, dtype=np.int64), 1)
+    nbits = _bit_length(ss)
+    e = nbits - (RSQRT_M_BITS + 2)
+    e = e + (e & 1)  # round the shift up to even so that sqrt(2**e) is a whole shift
+    m = np.where(e >= 0, ss >> np.maximum(e, 0), ss << np.maximum(-e, 0))
+    r = shift_round(RSQRT_TABLE[m - (1 << RSQRT_M_BITS)] * sqrt_d_const(d), SQRTD_FRAC)
+    return r, RSQRT_FRAC + e // 2 - ACT_FRAC
+
+
+def _bit_length(x: np.ndarray) -> np.ndarray:
+    """Bit length of positive int64 values (exact, no float rounding)."""
+    x = np.asarray(x, dtype=np.int64)
+    n = np.zeros(x.shape, dtype=np.int64)
+    for step in (32, 16, 8, 4, 2, 1):
+        big = (x >> step) > 0
+        n = np.where(big, n + step, n)
+        x = np.where(big, x >> step, x)
+    return n + (x > 0)
+
+
+def rmsnorm_q(x: np.ndarray) -> np.ndarray:
+    """Normalise each vector (last axis) to unit RMS, without the weight: ACT_FRAC in and out."""
+    x = np.asarray(x, dtype=np.int64)
+    ss = np.sum(x * x, axis=-1, keepdims=True)
+    r, s = rsqrt_factor(ss, x.shape[-1])
+    return saturate(shift_round_array(x * r, s))
+
+
+# --- spikes -------------------------------------------------------------------------------------
+def spike_count(u: np.ndarray, D: int, delta_q: int) -> np.ndarray:
+    """Integer LIF: membrane potential ``u`` (U_FRAC bits) → signed spike count in [-D, D].
+
+    ``count = sign(u) * clip(floor(|u| - delta + 1/2), 0, D)``: round half up on the magnitude
+    after the sparsification shift ``delta_q`` (U_FRAC bits, ≥ 0), so δ moves counts toward zero
+    for both signs.
+    """
+    u = np.asarray(u, dtype=np.int64)
+    mag = np.clip((np.abs(u) - delta_q + (1 << (U_FRAC - 1))) >> U_FRAC, 0, D)
+    return np.where(u < 0, -mag, mag)
+
+
+def spike_train(counts: np.ndarray, D: int) -> np.ndarray:
+    """Expand counts into D timesteps of ternary spikes: |s| ones of sign(s), then zeros.
+
+    Returns an int8 array of shape ``(D,) + counts.shape``.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    t = np.arange(D).reshape((D,) + (1,) * counts.ndim)
+    return (np.sign(counts) * (t < np.abs(counts))).astype(np.int8)
+
+
+def ternary_accumulate(trits: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Count form: ``acc = W @ s`` exactly (int64); ``trits`` is (out, in), counts (..., in)."""
+    return np.asarray(counts, dtype=np.int64) @ np.asarray(trits, dtype=np.int64).T
+
+
+def ternary_accumulate_train(trits: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """Spike-train form: Σ over timesteps of ``W @ spike_t``, adding or subtracting weights only."""
+    w = np.asarray(trits, dtype=np.int64)
+    acc = 0
+    for spikes in train:
+        acc = acc + np.asarray(spikes, dtype=np.int64) @ w.T
+    return np.asarray(acc, dtype=np.int64)
+
+
+def accumulator_bits(fan_in: int, D: int) -> int:
+    """Signed accumulator width that cannot overflow: |Σ W s| ≤ fan_in · D."""
+    return int(fan_in * D).bit_length() + 1
+
+
+def float32_exact(fan_in: int, D: int) -> bool:
+    """True when a float32 dot product of trits and counts is exact for every summation order.
+
+    Every partial sum is an integer of magnitude ≤ fan_in · D; float32 represents all integers
+    below 2**24 exactly, so no rounding can happen anywhere in the sum.
+    """
+    return fan_in * D < FLOAT32_EXACT

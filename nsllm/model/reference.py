@@ -1,0 +1,99 @@
+"""The float reference model (NumPy float32), used to measure quantization error.
+
+The same graph as the integer model (:mod:`nsllm.model.graph`) with real arithmetic and the
+MatMul-free LM's equations. How a BitLinear treats its (normalised) input is selectable:
+
+* ``"spike"`` — the NSLLM form: ``s = sign(u)·clip(round(|u| − δ), 0, D)``, ``u = x/θ``,
+  ``y = β·θ·(W s)``; the integer model is this, in fixed point.
+* ``"absmax8"`` — the MatMul-free LM's BitLinear: per-token absmax 8-bit activations.
+* ``"none"`` — unquantised activations (ternary weights only).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .graph import Arithmetic, LanguageModel
+from .weights import ModelWeights
+
+ACT_MODES = ("spike", "absmax8", "none")
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
+
+
+class FloatArithmetic(Arithmetic):
+    def __init__(self, weights: ModelWeights, act: str = "spike"):
+        if act not in ACT_MODES:
+            raise ValueError(f"act must be one of {ACT_MODES}, not {act!r}")
+        self.weights = weights
+        self.act = act
+        cfg = weights.config
+        self.eps = cfg.norm_eps
+        self.lower_bounds = [weights.lower_bound(i) for i in range(cfg.num_layers)]
+        self._w = {n: np.ascontiguousarray(lin.trits.T, dtype=np.float32)
+                   for n, lin in weights.linears.items()}
+
+    def embed(self, tokens):
+        return self.weights.tensors["embeddings.weight"][tokens].astype(np.float32)
+
+    def _rms(self, x, eps):
+        x = x.astype(np.float32)
+        return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps)
+
+    def norm(self, x, weight):
+        return self._rms(x, self.eps) * self.weights.tensors[weight]
+
+    def unit_norm(self, x):
+        # FusedBitLinear's own RMSNorm: the fused kernel runs with its default eps 1e-6
+        return self._rms(x, 1e-6)
+
+    def spikes(self, layer, xn):
+        """Here: the BitLinear's quantised input (counts in "spike" mode, reals otherwise)."""
+        lin = self.weights.linears[layer]
+        x = xn * lin.norm_weight
+        if self.act == "spike":
+            q = self.weights.config.quant[layer]
+            u = x / q.theta
+            mag = np.clip(np.floor(np.abs(u) - q.delta + 0.5), 0, q.D)
+            return (np.sign(u) * mag).astype(np.float32)
+        if self.act == "absmax8":
+            scale = 127.0 / np.maximum(np.max(np.abs(x), axis=-1, keepdims=True), 1e-5)
+            return (np.clip(np.round(x * scale), -128, 127) / scale).astype(np.float32)
+        return x.astype(np.float32)
+
+    def accumulate(self, layer, counts):
+        q = self.weights.config.quant[layer]
+        gain = q.weight_scale * (q.theta if self.act == "spike" else 1.0)
+        return (counts @ self._w[layer]) * np.float32(gain)
+
+    def forget_gate(self, f_pre, layer):
+        sig = _sigmoid(f_pre)
+        lb = self.lower_bounds[layer]
+        return sig if lb is None else (lb + (1.0 - lb) * sig).astype(np.float32)
+
+    def input_gate(self, i_pre, f):
+        return self.silu(i_pre) * (1.0 - f)
+
+    def recur(self, f, h, i):
+        return f * h + i
+
+    def silu(self, x):
+        return x * _sigmoid(x)
+
+    def mul(self, a, b):
+        return a * b
+
+    def add(self, a, b):
+        return a + b
+
+    def zeros_state(self, batch):
+        return np.zeros((batch, self.weights.config.hidden_size), dtype=np.float32)
+
+
+class FloatModel(LanguageModel):
+    """Float reference of the same model (see module docstring for ``act``)."""
+
+    def __init__(self, weights: ModelWeights, act: str = "spike"):
+        super().__init__(FloatArithmetic(weights, act))

@@ -1,0 +1,94 @@
+"""The parameters of a quantized model, independent of how they are stored or executed.
+
+Ternary layers keep their trits (int8, shape (out, in)) and the weight of their own input RMSNorm;
+the per-tensor weight scale β and the spiking parameters live in the config. Every other tensor
+(embedding, block norms, lower bounds) is float32 and is turned into fixed point by the integer
+model with the rules in :mod:`nsllm.model.numerics`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import ModelConfig
+
+
+@dataclass
+class TernaryLinear:
+    """A BitLinear layer: its own input RMSNorm weight, then ternary weights."""
+
+    trits: np.ndarray  #: int8 (out_features, in_features) in {-1, 0, 1}
+    norm_weight: np.ndarray  #: float32 (in_features,)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.trits.shape
+
+
+@dataclass
+class ModelWeights:
+    """All parameters of a model plus its config.
+
+    ``tensors`` holds the float tensors by name (``embeddings.weight``, ``layers.0.attn_norm.weight``,
+    ``layers.0.mlp_norm.weight``, ``layers.0.attn.g_norm.weight``, ``norm.weight`` and, with lower
+    bounds, ``lower_bounds``); ``linears`` the ternary layers by name (``layers.0.attn.i_proj`` …
+    ``lm_head``).
+    """
+
+    config: ModelConfig
+    tensors: dict[str, np.ndarray]
+    linears: dict[str, TernaryLinear]
+
+    def expected_tensor_shapes(self) -> dict[str, tuple[int, ...]]:
+        return expected_tensor_shapes(self.config)
+
+    def lower_bound(self, layer: int) -> np.ndarray | None:
+        """The forget-gate lower bound of a layer: cumsum(softmax(lb, layers)) minus its first row."""
+        if not self.config.use_lower_bound:
+            return None
+        lb = self.tensors["lower_bounds"].astype(np.float64)
+        p = np.exp(lb - lb.max(axis=0, keepdims=True))
+        p /= p.sum(axis=0, keepdims=True)
+        c = np.cumsum(p, axis=0) - p[0]
+        return c[layer]
+
+
+def expected_tensor_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Shapes of the float tensors a model with this config must have."""
+    d = cfg.hidden_size
+    shapes: dict[str, tuple[int, ...]] = {"embeddings.weight": (cfg.vocab_size, d), "norm.weight": (d,)}
+    for i in range(cfg.num_layers):
+        shapes[f"layers.{i}.attn_norm.weight"] = (d,)
+        shapes[f"layers.{i}.mlp_norm.weight"] = (d,)
+        shapes[f"layers.{i}.attn.g_norm.weight"] = (d,)
+    if cfg.use_lower_bound:
+        shapes["lower_bounds"] = (cfg.num_layers, d)
+    return shapes
+
+
+def random_weights(cfg: ModelConfig, seed: int = 0) -> ModelWeights:
+    """Random weights for a config: uniform trits, unit norms, N(0, 1) embeddings.
+
+    Each layer's β is 1/√(⅔·fan_in): with unit-RMS inputs (E[(θs)²] ≈ 1) and uniform trits
+    (E[t²] = ⅔) a layer's output has roughly unit RMS, so the residual stream stays in range.
+    """
+    rng = np.random.default_rng(seed)
+    tensors = {}
+    for name, shape in expected_tensor_shapes(cfg).items():
+        if name == "embeddings.weight":
+            tensors[name] = rng.standard_normal(shape, dtype=np.float32)
+        elif name == "lower_bounds":
+            tensors[name] = np.zeros(shape, dtype=np.float32)
+        else:
+            tensors[name] = np.ones(shape, dtype=np.float32)
+    linears = {}
+    for name in cfg.ternary_layers():
+        out_f, in_f = cfg.ternary_shape(name)
+        trits = (rng.integers(0, 3, size=(out_f, in_f), dtype=np.int8) - 1).astype(np.int8)
+        linears[name] = TernaryLinear(trits, np.ones(in_f, dtype=np.float32))
+        q = cfg.quant[name]
+        # unit-RMS inputs quantised with step θ have E[(θ s)²] ≈ 1, trits have E[t²] = 2/3
+        q.weight_scale = float(1.0 / np.sqrt(in_f * 2.0 / 3.0))
+    return ModelWeights(cfg, tensors, linears)
