@@ -50,7 +50,9 @@ class SpikeQuant:
 
     def validate(self, name: str) -> None:
         if not isinstance(self.D, int) or not 1 <= self.D <= MAX_TIMESTEPS:
-            raise ConfigError(f"{name}: D must be an integer in [1, {MAX_TIMESTEPS}], not {self.D!r}")
+            raise ConfigError(
+                f"{name}: D must be an integer in [1, {MAX_TIMESTEPS}], not {self.D!r}"
+            )
         if not (math.isfinite(self.theta) and self.theta > 0):
             raise ConfigError(f"{name}: theta must be a positive number, not {self.theta!r}")
         if not (math.isfinite(self.delta) and self.delta >= 0):

@@ -118,10 +118,14 @@ class LanguageModel:
         if tokens.ndim == 1:
             tokens = tokens[None]
         if tokens.ndim != 2 or tokens.shape[1] == 0:
-            raise ValueError(f"tokens must be (batch, time) with time ≥ 1, not shape {tokens.shape}")
+            raise ValueError(
+                f"tokens must be (batch, time) with time ≥ 1, not shape {tokens.shape}"
+            )
         vocab = self.config.vocab_size
         if tokens.min() < 0 or tokens.max() >= vocab:
-            raise ValueError(f"token ids must lie in [0, {vocab}), got {tokens.min()}..{tokens.max()}")
+            raise ValueError(
+                f"token ids must lie in [0, {vocab}), got {tokens.min()}..{tokens.max()}"
+            )
         if state is None:
             state = self.init_state(tokens.shape[0])
         return self._forward(tokens, state, trace)

@@ -117,7 +117,7 @@ class Multipliers:
 
 
 def quantize_multipliers(values, bits: int = MULT_BITS, max_shift: int = 40) -> Multipliers:
-    """Choose the largest shift such that every ``round(v * 2**shift)`` fits in ``bits`` signed bits.
+    """The largest shift such that every ``round(v * 2**shift)`` fits in ``bits`` signed bits.
 
     All-zero input gives mantissas of zero and shift 0.
     """
@@ -128,8 +128,7 @@ def quantize_multipliers(values, bits: int = MULT_BITS, max_shift: int = 40) -> 
     limit = (1 << (bits - 1)) - 1
     if peak == 0.0:
         return Multipliers(np.zeros(v.shape, dtype=np.int64), 0)
-    shift = int(math.floor(math.log2(limit / peak)))
-    shift = min(shift, max_shift)
+    shift = min(int(math.floor(math.log2(limit) - math.log2(peak))), max_shift)
     while True:
         mant = np.sign(v) * np.floor(np.abs(v) * 2.0**shift + 0.5)
         if np.max(np.abs(mant)) <= limit:
@@ -140,7 +139,7 @@ def quantize_multipliers(values, bits: int = MULT_BITS, max_shift: int = 40) -> 
 
 # --- tables -------------------------------------------------------------------------------------
 def sigmoid_table() -> np.ndarray:
-    """``SIG[k] = round(σ((k + SIG_IDX_MIN) / 2**SIG_IN_FRAC) * GATE_ONE)``, ``SIG_ENTRIES`` entries."""
+    """``SIG[k] = round(σ((k + SIG_IDX_MIN) / 2**SIG_IN_FRAC) * GATE_ONE)`` for k < SIG_ENTRIES."""
     k = np.arange(SIG_IDX_MIN, SIG_IDX_MAX + 1, dtype=np.float64)
     return np.floor(GATE_ONE / (1.0 + np.exp(-k / (1 << SIG_IN_FRAC))) + 0.5).astype(np.int64)
 

@@ -78,14 +78,12 @@ def unpack_trits(packed: np.ndarray, out_features: int, packing: str = "base3") 
     Raises :class:`PackingError` naming the first invalid byte (column, byte offset, value).
     """
     packed = np.asarray(packed)
-    per = _per_byte(packing)
     if packed.ndim != 2 or packed.dtype != np.uint8:
         raise PackingError(f"packed trits must be 2-D uint8, not {packed.dtype} {packed.shape}")
-    if packed.shape[1] != bytes_per_column(out_features, packing):
-        raise PackingError(
-            f"{packing} columns of {out_features} trits take {bytes_per_column(out_features, packing)}"
-            f" bytes, but the data has {packed.shape[1]}"
-        )
+    need = bytes_per_column(out_features, packing)
+    if packed.shape[1] != need:
+        raise PackingError(f"{packing} columns of {out_features} trits take {need} bytes, but "
+                           f"the data has {packed.shape[1]}")
     trits = _TABLES[packing][packed]  # (in, nbytes, per)
     bad = trits == 2
     if bad.any():
@@ -98,3 +96,8 @@ def unpack_trits(packed: np.ndarray, out_features: int, packing: str = "base3") 
     if flat.shape[1] > out_features and np.any(flat[:, out_features:] != 0):
         raise PackingError(f"padding trits after row {out_features} must be zero")
     return np.ascontiguousarray(flat[:, :out_features].T)
+
+
+def packed_bytes(shapes, packing: str) -> int:
+    """Bytes taken by ternary matrices of the given (out, in) shapes, column padding included."""
+    return sum(in_f * bytes_per_column(out_f, packing) for out_f, in_f in shapes)

@@ -31,10 +31,10 @@ class TernaryLinear:
 class ModelWeights:
     """All parameters of a model plus its config.
 
-    ``tensors`` holds the float tensors by name (``embeddings.weight``, ``layers.0.attn_norm.weight``,
-    ``layers.0.mlp_norm.weight``, ``layers.0.attn.g_norm.weight``, ``norm.weight`` and, with lower
-    bounds, ``lower_bounds``); ``linears`` the ternary layers by name (``layers.0.attn.i_proj`` …
-    ``lm_head``).
+    ``tensors`` holds the float tensors by name (``embeddings.weight``,
+    ``layers.0.attn_norm.weight``, ``layers.0.mlp_norm.weight``, ``layers.0.attn.g_norm.weight``,
+    ``norm.weight`` and, with lower bounds, ``lower_bounds``); ``linears`` the ternary layers by
+    name (``layers.0.attn.i_proj`` … ``lm_head``).
     """
 
     config: ModelConfig
@@ -45,7 +45,7 @@ class ModelWeights:
         return expected_tensor_shapes(self.config)
 
     def lower_bound(self, layer: int) -> np.ndarray | None:
-        """The forget-gate lower bound of a layer: cumsum(softmax(lb, layers)) minus its first row."""
+        """A layer's forget-gate lower bound: cumsum(softmax(lb over layers)) − its first row."""
         if not self.config.use_lower_bound:
             return None
         lb = self.tensors["lower_bounds"].astype(np.float64)
@@ -58,7 +58,9 @@ class ModelWeights:
 def expected_tensor_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     """Shapes of the float tensors a model with this config must have."""
     d = cfg.hidden_size
-    shapes: dict[str, tuple[int, ...]] = {"embeddings.weight": (cfg.vocab_size, d), "norm.weight": (d,)}
+    shapes: dict[str, tuple[int, ...]] = {
+        "embeddings.weight": (cfg.vocab_size, d), "norm.weight": (d,)
+    }
     for i in range(cfg.num_layers):
         shapes[f"layers.{i}.attn_norm.weight"] = (d,)
         shapes[f"layers.{i}.mlp_norm.weight"] = (d,)
