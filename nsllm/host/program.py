@@ -1,0 +1,326 @@
+"""The core's instruction set: per-token descriptor programs over an on-chip scratchpad.
+
+The NSLLM core runs one program per token. Each instruction (a 64-byte descriptor in the model
+image) reads and writes vectors in an on-chip *scratchpad* of activations (``ACT_BITS`` signed
+entries, addressed by element) and may read tables and packed weight columns from DRAM. The
+recurrent states live in the scratchpad and persist between tokens.
+
+:func:`compile_program` turns a model into programs; :class:`Interpreter` executes them in NumPy
+exactly as the hardware must (it is the sequencer's golden model, checked bit for bit against
+:class:`nsllm.model.IntegerModel`), and counts the bytes it fetches.
+
+Opcodes
+-------
+``EMBED``    dst[0:n] = table[token]                      (int32 rows, ``param`` = row bytes)
+``NORM``     dst = sat(rmsnorm(src_a) · w_mant >> shift_a)
+             (table: int16 w_mant[n]; param = √d const)
+``UNORM``    dst = rmsnorm(src_a)                          (param = √d const)
+``LINEAR``   s = I-LIF(src_a · enc_mant >> shift_a; D, delta_q)   (table: int16 enc_mant[n])
+             acc = Σ_{j: s_j ≠ 0} s_j · W[:, j]   — only columns that spiked are fetched
+             dst[0:m] = sat(acc · param >> shift_b)        (param = out_mant, int32)
+``MLGRU``    f = lb + (1 − lb)·σ(src_b); i = silu(src_a)·(1 − f); dst = sat(f·dst + i)
+             (table: uint16 lb[n], Q1.15)
+``SILUGATE`` dst = sat(src_a · silu(src_b) >> ACT_FRAC)
+``ADD``      dst = sat(src_a + src_b)
+``CLEAR``    dst[0:n] = 0
+``ARGMAX``   token = first index of max(src_a[0:n]); logits may be copied out by the host
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+
+from ..model import numerics as nx
+from ..model.integer import IntegerParams
+from ..model.packing import bytes_per_column, pack_trits, unpack_trits
+
+
+class Op(IntEnum):
+    END = 0
+    EMBED = 1
+    NORM = 2
+    UNORM = 3
+    LINEAR = 4
+    MLGRU = 5
+    SILUGATE = 6
+    ADD = 7
+    CLEAR = 8
+    ARGMAX = 9
+
+
+#: Descriptor layout (little-endian, 64 bytes): opcode, D, shift_a, shift_b, delta_q, pad,
+#: n, m, src_a, src_b, dst, param (int32), table_addr, weight_addr, col_stride, pad.
+DESCRIPTOR = struct.Struct("<BBbbHHIIIIIiQQII")
+DESCRIPTOR_BYTES = 64
+assert DESCRIPTOR.size <= DESCRIPTOR_BYTES
+
+
+@dataclass
+class Instr:
+    """One decoded descriptor (fields unused by an opcode are zero)."""
+
+    op: Op
+    n: int = 0
+    m: int = 0
+    src_a: int = 0
+    src_b: int = 0
+    dst: int = 0
+    param: int = 0
+    shift_a: int = 0
+    shift_b: int = 0
+    D: int = 0
+    delta_q: int = 0
+    table_addr: int = 0
+    weight_addr: int = 0
+    col_stride: int = 0
+    name: str = ""  #: host-side label (layer name); not stored in the image
+
+    def pack(self) -> bytes:
+        raw = DESCRIPTOR.pack(self.op, self.D, self.shift_a, self.shift_b, self.delta_q, 0,
+                              self.n, self.m, self.src_a, self.src_b, self.dst, self.param,
+                              self.table_addr, self.weight_addr, self.col_stride, 0)
+        return raw.ljust(DESCRIPTOR_BYTES, b"\0")
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> Instr:
+        (op, D, sa, sb, dq, _, n, m, a, b, dst, param, taddr, waddr, stride, _) = DESCRIPTOR.unpack(
+            raw[: DESCRIPTOR.size])
+        try:
+            opcode = Op(op)
+        except ValueError:
+            raise ValueError(f"unknown opcode {op} in descriptor") from None
+        return cls(opcode, n, m, a, b, dst, param, sa, sb, D, dq, taddr, waddr, stride)
+
+
+@dataclass
+class ScratchLayout:
+    """Element addresses of the on-chip vectors (one scratchpad, ACT_BITS per entry)."""
+
+    regions: dict[str, tuple[int, int]] = field(default_factory=dict)
+    size: int = 0
+
+    def add(self, name: str, n: int) -> int:
+        self.regions[name] = (self.size, n)
+        self.size += n
+        return self.regions[name][0]
+
+    def __getitem__(self, name: str) -> int:
+        return self.regions[name][0]
+
+
+def scratch_layout(cfg) -> ScratchLayout:
+    d, inter = cfg.hidden_size, cfg.intermediate_size
+    lay = ScratchLayout()
+    for name, n in [("x", d), ("a", d), ("xn", d), ("i", d), ("f", d), ("g", d), ("gn", d),
+                    ("o_in", d), ("y", d), ("gu", 2 * inter), ("z", inter), ("zn", inter),
+                    ("logits", cfg.vocab_size)]:
+        lay.add(name, n)
+    for li in range(cfg.num_layers):
+        lay.add(f"h{li}", d)
+    return lay
+
+
+@dataclass
+class CompiledModel:
+    """Programs plus the DRAM data they reference (addresses relative to ``data``)."""
+
+    reset: list[Instr]
+    token: list[Instr]
+    data: bytes
+    scratch: ScratchLayout
+    weight_bytes: int  #: bytes of packed weight columns in ``data``
+
+
+def _align(buf: bytearray, to: int) -> None:
+    buf.extend(b"\0" * (-len(buf) % to))
+
+
+def compile_program(params: IntegerParams, port_bytes: int, packing: str = "2bit",
+                    base: int = 0) -> CompiledModel:
+    """Compile a model into reset and per-token programs and their DRAM tables and weights.
+
+    Weight columns are padded to whole ``port_bytes`` words so that each spiking column is one
+    aligned burst. ``base`` is the DRAM address at which ``data`` will be placed.
+    """
+    cfg = params.config
+    d, inter, vocab = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size
+    lay = scratch_layout(cfg)
+    data = bytearray()
+
+    def table(arr: np.ndarray, dtype) -> int:
+        _align(data, 8)
+        addr = base + len(data)
+        data.extend(np.ascontiguousarray(arr, dtype=dtype).tobytes())
+        return addr
+
+    embed_addr = table(params.embedding, "<i4")
+    sqrt_d = {n: nx.sqrt_d_const(n) for n in (d, inter, vocab)}
+
+    def norm(src, dst, weight):
+        mult = params.norms[weight]
+        return Instr(Op.NORM, n=d, src_a=src, dst=dst, param=sqrt_d[d], shift_a=mult.shift,
+                     table_addr=table(mult.mant, "<i2"), name=weight)
+
+    weights = bytearray()
+    linear_fixups = []
+
+    def linear(name, src, dst):
+        lp = params.linears[name]
+        out_f, in_f = lp.trits.shape
+        stride = -(-bytes_per_column(out_f, packing) // port_bytes) * port_bytes
+        cols = pack_trits(lp.trits, packing)
+        padded = np.zeros((in_f, stride), dtype=np.uint8)
+        padded[:, : cols.shape[1]] = cols
+        offset = len(weights)
+        weights.extend(padded.tobytes())
+        ins = Instr(Op.LINEAR, n=in_f, m=out_f, src_a=src, dst=dst, param=int(lp.out.mant[0]),
+                    shift_a=lp.enc_shift, shift_b=lp.out.shift, D=lp.D, delta_q=lp.delta_q,
+                    table_addr=table(lp.enc.mant, "<i2"), col_stride=stride, name=name)
+        linear_fixups.append((ins, offset))
+        return ins
+
+    reset = [Instr(Op.CLEAR, n=d, dst=lay[f"h{li}"], name=f"layers.{li}.h")
+             for li in range(cfg.num_layers)]
+    prog = [Instr(Op.EMBED, n=d, dst=lay["x"], param=4 * d, table_addr=embed_addr, name="embed")]
+    for li in range(cfg.num_layers):
+        p = f"layers.{li}"
+        lb = params.lower_bounds[li]
+        lb_addr = table(np.zeros(d) if lb is None else lb, "<u2")
+        prog += [
+            norm(lay["x"], lay["a"], f"{p}.attn_norm.weight"),
+            Instr(Op.UNORM, n=d, src_a=lay["a"], dst=lay["xn"], param=sqrt_d[d]),
+            linear(f"{p}.attn.i_proj", lay["xn"], lay["i"]),
+            linear(f"{p}.attn.f_proj", lay["xn"], lay["f"]),
+            linear(f"{p}.attn.g_proj", lay["xn"], lay["g"]),
+            Instr(Op.MLGRU, n=d, src_a=lay["i"], src_b=lay["f"], dst=lay[f"h{li}"],
+                  table_addr=lb_addr, name=f"{p}.mlgru"),
+            norm(lay["g"], lay["gn"], f"{p}.attn.g_norm.weight"),
+            Instr(Op.SILUGATE, n=d, src_a=lay["gn"], src_b=lay[f"h{li}"], dst=lay["o_in"]),
+            Instr(Op.UNORM, n=d, src_a=lay["o_in"], dst=lay["xn"], param=sqrt_d[d]),
+            linear(f"{p}.attn.o_proj", lay["xn"], lay["y"]),
+            Instr(Op.ADD, n=d, src_a=lay["x"], src_b=lay["y"], dst=lay["x"]),
+            norm(lay["x"], lay["a"], f"{p}.mlp_norm.weight"),
+            Instr(Op.UNORM, n=d, src_a=lay["a"], dst=lay["xn"], param=sqrt_d[d]),
+            linear(f"{p}.mlp.gate_proj", lay["xn"], lay["gu"]),
+            Instr(Op.SILUGATE, n=inter, src_a=lay["gu"] + inter, src_b=lay["gu"], dst=lay["z"]),
+            Instr(Op.UNORM, n=inter, src_a=lay["z"], dst=lay["zn"], param=sqrt_d[inter]),
+            linear(f"{p}.mlp.down_proj", lay["zn"], lay["y"]),
+            Instr(Op.ADD, n=d, src_a=lay["x"], src_b=lay["y"], dst=lay["x"]),
+        ]
+    prog += [
+        norm(lay["x"], lay["a"], "norm.weight"),
+        Instr(Op.UNORM, n=d, src_a=lay["a"], dst=lay["xn"], param=sqrt_d[d]),
+        linear("lm_head", lay["xn"], lay["logits"]),
+        Instr(Op.ARGMAX, n=vocab, src_a=lay["logits"]),
+    ]
+    # weights go last, aligned to the port so every column burst is word aligned
+    _align(data, max(port_bytes, 64))
+    weights_base = base + len(data)
+    for ins, offset in linear_fixups:
+        ins.weight_addr = weights_base + offset
+    data.extend(weights)
+    return CompiledModel(reset + [Instr(Op.END)], prog + [Instr(Op.END)], bytes(data), lay,
+                         len(weights))
+
+
+@dataclass
+class RunStats:
+    """What one program run read from DRAM."""
+
+    weight_bytes: int = 0  #: bytes of weight columns fetched (only columns that spiked)
+    dense_weight_bytes: int = 0  #: what fetching every column would have cost
+    table_bytes: int = 0  #: embedding row, norm/encoder/lower-bound tables
+    spikes_nonzero: int = 0
+    spikes_total: int = 0
+    per_layer: dict[str, tuple[int, int]] = field(default_factory=dict)  #: name → (nz, total)
+
+    @property
+    def firing_rate(self) -> float:
+        return self.spikes_nonzero / self.spikes_total if self.spikes_total else 0.0
+
+
+class Interpreter:
+    """Executes programs on a NumPy scratchpad, reading DRAM from a bytes-like memory.
+
+    Parameters
+    ----------
+    memory : bytes or bytearray or np.ndarray
+        The device memory image; instruction addresses index into it.
+    scratch_size : int
+        Scratchpad entries.
+    packing : str
+        Packing of the weight columns.
+    """
+
+    def __init__(self, memory, scratch_size: int, packing: str = "2bit"):
+        self.mem = np.frombuffer(bytes(memory), dtype=np.uint8)
+        self.scratch = np.zeros(scratch_size, dtype=np.int64)
+        self.packing = packing
+        self.token = 0
+        self._columns: dict[int, np.ndarray] = {}  # weight_addr → unpacked (m, n) trits
+
+    def _table(self, addr: int, n: int, dtype: str, stats: RunStats) -> np.ndarray:
+        size = np.dtype(dtype).itemsize * n
+        stats.table_bytes += size
+        return self.mem[addr: addr + size].view(dtype).astype(np.int64)
+
+    def _trits(self, ins: Instr) -> np.ndarray:
+        if ins.weight_addr not in self._columns:
+            raw = self.mem[ins.weight_addr: ins.weight_addr + ins.n * ins.col_stride]
+            cols = raw.reshape(ins.n, ins.col_stride)[:, : bytes_per_column(ins.m, self.packing)]
+            self._columns[ins.weight_addr] = unpack_trits(cols, ins.m, self.packing)
+        return self._columns[ins.weight_addr]
+
+    def run(self, program: list[Instr], token: int | None = None) -> RunStats:
+        """Run until END; ``token`` is the input token register. Returns what was fetched."""
+        if token is not None:
+            self.token = int(token)
+        s, stats = self.scratch, RunStats()
+        for ins in program:
+            a = s[ins.src_a: ins.src_a + ins.n]
+            b = s[ins.src_b: ins.src_b + ins.n]
+            if ins.op == Op.END:
+                break
+            if ins.op == Op.EMBED:
+                row = ins.table_addr + self.token * ins.param
+                stats.table_bytes += ins.param
+                s[ins.dst: ins.dst + ins.n] = self.mem[row: row + 4 * ins.n].view("<i4")
+            elif ins.op == Op.NORM:
+                w = self._table(ins.table_addr, ins.n, "<i2", stats)
+                s[ins.dst: ins.dst + ins.n] = nx.saturate(
+                    nx.shift_round(nx.rmsnorm_q(a) * w, ins.shift_a))
+            elif ins.op == Op.UNORM:
+                s[ins.dst: ins.dst + ins.n] = nx.rmsnorm_q(a)
+            elif ins.op == Op.LINEAR:
+                enc = self._table(ins.table_addr, ins.n, "<i2", stats)
+                counts = nx.spike_count(nx.shift_round(a * enc, ins.shift_a), ins.D, ins.delta_q)
+                fired = np.flatnonzero(counts)
+                trits = self._trits(ins)
+                acc = trits[:, fired].astype(np.int64) @ counts[fired]
+                s[ins.dst: ins.dst + ins.m] = nx.saturate(
+                    nx.shift_round(acc * ins.param, ins.shift_b))
+                stats.weight_bytes += fired.size * ins.col_stride
+                stats.dense_weight_bytes += ins.n * ins.col_stride
+                stats.spikes_nonzero += fired.size
+                stats.spikes_total += ins.n
+                stats.per_layer[ins.name] = (fired.size, ins.n)
+            elif ins.op == Op.MLGRU:
+                lb = self._table(ins.table_addr, ins.n, "<u2", stats)
+                f = lb + nx.shift_round((nx.GATE_ONE - lb) * nx.sigmoid_q(b), nx.GATE_FRAC)
+                i = nx.shift_round(nx.silu_q(a) * (nx.GATE_ONE - f), nx.GATE_FRAC)
+                h = s[ins.dst: ins.dst + ins.n]
+                s[ins.dst: ins.dst + ins.n] = nx.saturate(nx.shift_round(f * h, nx.GATE_FRAC) + i)
+            elif ins.op == Op.SILUGATE:
+                s[ins.dst: ins.dst + ins.n] = nx.saturate(
+                    nx.shift_round(a * nx.silu_q(b), nx.ACT_FRAC))
+            elif ins.op == Op.ADD:
+                s[ins.dst: ins.dst + ins.n] = nx.saturate(a + b)
+            elif ins.op == Op.CLEAR:
+                s[ins.dst: ins.dst + ins.n] = 0
+            elif ins.op == Op.ARGMAX:
+                self.token = int(np.argmax(a))
+        return stats
