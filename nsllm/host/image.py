@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from ..model.integer import IntegerParams
 from ..model.weights import ModelWeights
-from .program import DESCRIPTOR_BYTES, CompiledModel, Instr, Op, compile_program
+from .program import DESCRIPTOR_BYTES, CompiledModel, Instr, Op, ProgramError, compile_program
 
 MAGIC = b"NSLLMIMG"
 IMAGE_VERSION = 1
@@ -122,7 +122,11 @@ def build_image(weights: ModelWeights, port_bytes: int = 64, packing: str = "2bi
     n_ops_guess = 1 + 18 * cfg.num_layers + 5 + cfg.num_layers + 1
     data_offset = PROGRAM_OFFSET + DESCRIPTOR_BYTES * n_ops_guess
     data_offset += -data_offset % max(port_bytes, 64)
-    comp: CompiledModel = compile_program(params, port_bytes, packing, base=base + data_offset)
+    try:
+        comp: CompiledModel = compile_program(params, port_bytes, packing,
+                                              base=base + data_offset)
+    except ProgramError as e:
+        raise ImageError(str(e)) from None
     reset_off = PROGRAM_OFFSET
     token_off = reset_off + DESCRIPTOR_BYTES * len(comp.reset)
     assert token_off + DESCRIPTOR_BYTES * len(comp.token) <= data_offset

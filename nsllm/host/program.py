@@ -11,19 +11,23 @@ exactly as the hardware must (it is the sequencer's golden model, checked bit fo
 
 Opcodes
 -------
-``EMBED``    dst[0:n] = table[token]                      (int32 rows, ``param`` = row bytes)
-``NORM``     dst = sat(rmsnorm(src_a) · w_mant >> shift_a)
-             (table: int16 w_mant[n]; param = √d const)
+``EMBED``    dst[0:n] = table[token]                      (``param`` = row bytes)
+``NORM``     dst = sat(rmsnorm(src_a) · w_mant >> shift_a)  (table: w_mant[n]; param = √d const)
 ``UNORM``    dst = rmsnorm(src_a)                          (param = √d const)
-``LINEAR``   s = I-LIF(src_a · enc_mant >> shift_a; D, delta_q)   (table: int16 enc_mant[n])
+``LINEAR``   s = I-LIF(src_a · enc_mant >> shift_a; D, delta_q)   (table: enc_mant[n])
              acc = Σ_{j: s_j ≠ 0} s_j · W[:, j]   — only columns that spiked are fetched
              dst[0:m] = sat(acc · param >> shift_b)        (param = out_mant, int32)
 ``MLGRU``    f = lb + (1 − lb)·σ(src_b); i = silu(src_a)·(1 − f); dst = sat(f·dst + i)
-             (table: uint16 lb[n], Q1.15)
+             (table: lb[n], Q1.15)
 ``SILUGATE`` dst = sat(src_a · silu(src_b) >> ACT_FRAC)
 ``ADD``      dst = sat(src_a + src_b)
 ``CLEAR``    dst[0:n] = 0
 ``ARGMAX``   token = first index of max(src_a[0:n]); logits may be copied out by the host
+
+Every table entry is a little-endian int32 and every table starts on a 64-byte boundary, so one
+loader serves all of them. Shapes must be multiples of :data:`ALIGN` (scratchpad regions then
+start on whole words of any vector width up to 16) and every run-time shift lies in
+[1, :data:`MAX_SHIFT`].
 """
 
 from __future__ import annotations
@@ -57,6 +61,13 @@ class Op(IntEnum):
 DESCRIPTOR = struct.Struct("<BBbbHHIIIIIiQQII")
 DESCRIPTOR_BYTES = 64
 assert DESCRIPTOR.size <= DESCRIPTOR_BYTES
+ALIGN = 16  #: hidden, intermediate and vocabulary sizes must be multiples of this
+TABLE_ALIGN = 64  #: byte alignment of every table (and the largest port width)
+MAX_SHIFT = 63
+
+
+class ProgramError(ValueError):
+    """A model the instruction set cannot express; the message names the limit."""
 
 
 @dataclass
@@ -149,21 +160,33 @@ def compile_program(params: IntegerParams, port_bytes: int, packing: str = "2bit
     cfg = params.config
     d, inter, vocab = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size
     lay = scratch_layout(cfg)
+    for what, n in [("hidden size", d), ("intermediate size", inter), ("vocabulary", vocab)]:
+        if n % ALIGN:
+            raise ProgramError(f"the core needs a {what} that is a multiple of {ALIGN}, not {n}")
+    if not 1 <= port_bytes <= TABLE_ALIGN:
+        raise ProgramError(f"port_bytes must be in [1, {TABLE_ALIGN}], not {port_bytes}")
     data = bytearray()
 
-    def table(arr: np.ndarray, dtype) -> int:
-        _align(data, 8)
+    def table(arr: np.ndarray) -> int:
+        _align(data, TABLE_ALIGN)
         addr = base + len(data)
-        data.extend(np.ascontiguousarray(arr, dtype=dtype).tobytes())
+        data.extend(np.ascontiguousarray(arr, dtype="<i4").tobytes())
+        _align(data, TABLE_ALIGN)
         return addr
 
-    embed_addr = table(params.embedding, "<i4")
+    def shift(value: int, what: str) -> int:
+        if not 1 <= value <= MAX_SHIFT:
+            raise ProgramError(f"{what}: shift {value} is outside [1, {MAX_SHIFT}] (a multiplier "
+                               "out of range: check the layer's norm weights, θ and β)")
+        return value
+
+    embed_addr = table(params.embedding)
     sqrt_d = {n: nx.sqrt_d_const(n) for n in (d, inter, vocab)}
 
     def norm(src, dst, weight):
         mult = params.norms[weight]
-        return Instr(Op.NORM, n=d, src_a=src, dst=dst, param=sqrt_d[d], shift_a=mult.shift,
-                     table_addr=table(mult.mant, "<i2"), name=weight)
+        return Instr(Op.NORM, n=d, src_a=src, dst=dst, param=sqrt_d[d],
+                     shift_a=shift(mult.shift, weight), table_addr=table(mult.mant), name=weight)
 
     weights = bytearray()
     linear_fixups = []
@@ -178,8 +201,9 @@ def compile_program(params: IntegerParams, port_bytes: int, packing: str = "2bit
         offset = len(weights)
         weights.extend(padded.tobytes())
         ins = Instr(Op.LINEAR, n=in_f, m=out_f, src_a=src, dst=dst, param=int(lp.out.mant[0]),
-                    shift_a=lp.enc_shift, shift_b=lp.out.shift, D=lp.D, delta_q=lp.delta_q,
-                    table_addr=table(lp.enc.mant, "<i2"), col_stride=stride, name=name)
+                    shift_a=shift(lp.enc_shift, name), shift_b=shift(lp.out.shift, name), D=lp.D,
+                    delta_q=lp.delta_q, table_addr=table(lp.enc.mant), col_stride=stride,
+                    name=name)
         linear_fixups.append((ins, offset))
         return ins
 
@@ -189,7 +213,7 @@ def compile_program(params: IntegerParams, port_bytes: int, packing: str = "2bit
     for li in range(cfg.num_layers):
         p = f"layers.{li}"
         lb = params.lower_bounds[li]
-        lb_addr = table(np.zeros(d) if lb is None else lb, "<u2")
+        lb_addr = table(np.zeros(d) if lb is None else lb)
         prog += [
             norm(lay["x"], lay["a"], f"{p}.attn_norm.weight"),
             Instr(Op.UNORM, n=d, src_a=lay["a"], dst=lay["xn"], param=sqrt_d[d]),
@@ -218,7 +242,7 @@ def compile_program(params: IntegerParams, port_bytes: int, packing: str = "2bit
         Instr(Op.ARGMAX, n=vocab, src_a=lay["logits"]),
     ]
     # weights go last, aligned to the port so every column burst is word aligned
-    _align(data, max(port_bytes, 64))
+    _align(data, TABLE_ALIGN)
     weights_base = base + len(data)
     for ins, offset in linear_fixups:
         ins.weight_addr = weights_base + offset
@@ -263,10 +287,9 @@ class Interpreter:
         self.token = 0
         self._columns: dict[int, np.ndarray] = {}  # weight_addr → unpacked (m, n) trits
 
-    def _table(self, addr: int, n: int, dtype: str, stats: RunStats) -> np.ndarray:
-        size = np.dtype(dtype).itemsize * n
-        stats.table_bytes += size
-        return self.mem[addr: addr + size].view(dtype).astype(np.int64)
+    def _table(self, addr: int, n: int, stats: RunStats) -> np.ndarray:
+        stats.table_bytes += 4 * n
+        return self.mem[addr: addr + 4 * n].view("<i4").astype(np.int64)
 
     def _trits(self, ins: Instr) -> np.ndarray:
         if ins.weight_addr not in self._columns:
@@ -290,13 +313,13 @@ class Interpreter:
                 stats.table_bytes += ins.param
                 s[ins.dst: ins.dst + ins.n] = self.mem[row: row + 4 * ins.n].view("<i4")
             elif ins.op == Op.NORM:
-                w = self._table(ins.table_addr, ins.n, "<i2", stats)
+                w = self._table(ins.table_addr, ins.n, stats)
                 s[ins.dst: ins.dst + ins.n] = nx.saturate(
                     nx.shift_round(nx.rmsnorm_q(a) * w, ins.shift_a))
             elif ins.op == Op.UNORM:
                 s[ins.dst: ins.dst + ins.n] = nx.rmsnorm_q(a)
             elif ins.op == Op.LINEAR:
-                enc = self._table(ins.table_addr, ins.n, "<i2", stats)
+                enc = self._table(ins.table_addr, ins.n, stats)
                 counts = nx.spike_count(nx.shift_round(a * enc, ins.shift_a), ins.D, ins.delta_q)
                 fired = np.flatnonzero(counts)
                 trits = self._trits(ins)
@@ -309,7 +332,7 @@ class Interpreter:
                 stats.spikes_total += ins.n
                 stats.per_layer[ins.name] = (fired.size, ins.n)
             elif ins.op == Op.MLGRU:
-                lb = self._table(ins.table_addr, ins.n, "<u2", stats)
+                lb = self._table(ins.table_addr, ins.n, stats)
                 f = lb + nx.shift_round((nx.GATE_ONE - lb) * nx.sigmoid_q(b), nx.GATE_FRAC)
                 i = nx.shift_round(nx.silu_q(a) * (nx.GATE_ONE - f), nx.GATE_FRAC)
                 h = s[ins.dst: ins.dst + ins.n]
