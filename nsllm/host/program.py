@@ -273,15 +273,19 @@ class Interpreter:
     Parameters
     ----------
     memory : bytes or bytearray or np.ndarray
-        The device memory image; instruction addresses index into it.
+        Device memory from address ``base`` on (e.g. a model image built for ``base``).
     scratch_size : int
         Scratchpad entries.
     packing : str
         Packing of the weight columns.
+    base : int
+        DRAM address of ``memory[0]``.
     """
 
-    def __init__(self, memory, scratch_size: int, packing: str = "2bit"):
-        self.mem = np.frombuffer(bytes(memory), dtype=np.uint8)
+    def __init__(self, memory, scratch_size: int, packing: str = "2bit", base: int = 0):
+        # indexed by absolute address
+        self.mem = np.concatenate([np.zeros(base, dtype=np.uint8),
+                                   np.frombuffer(bytes(memory), dtype=np.uint8)])
         self.scratch = np.zeros(scratch_size, dtype=np.int64)
         self.packing = packing
         self.token = 0
