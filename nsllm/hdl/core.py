@@ -128,10 +128,10 @@ def axil_signature():
 def axi_read_signature(port_bytes: int):
     """AXI4 read channels (AR, R), seen from the master."""
     return wiring.Signature({
-        "araddr": Out(64), "arlen": Out(8), "arsize": Out(3), "arburst": Out(2),
+        "arid": Out(1), "araddr": Out(64), "arlen": Out(8), "arsize": Out(3), "arburst": Out(2),
         "arvalid": Out(1), "arready": In(1),
-        "rdata": In(8 * port_bytes), "rresp": In(2), "rlast": In(1), "rvalid": In(1),
-        "rready": Out(1),
+        "rid": In(1), "rdata": In(8 * port_bytes), "rresp": In(2), "rlast": In(1),
+        "rvalid": In(1), "rready": Out(1),
     })
 
 
@@ -165,7 +165,7 @@ class NSLLMCore(wiring.Component):
         super().__init__({
             "s_axil": In(axil_signature()),
             "m_axi": Out(axi_read_signature(params.port_bytes)),
-            "interrupt": Out(1),
+            "irq": Out(1),
         })
 
     def elaborate(self, platform):  # noqa: C901 — one sequencer, read top to bottom
@@ -269,7 +269,7 @@ class NSLLMCore(wiring.Component):
                     m.d.sync += token_in.eq(ax.wdata)
                 with m.Case(REGISTERS["SCRATCH_ADDR"]):
                     m.d.sync += scratch_addr.eq(ax.wdata)
-        m.d.comb += self.interrupt.eq(isr & gie & ier)
+        m.d.comb += self.irq.eq(isr & gie & ier)
 
         # reads: one cycle to address the debug scratch port, answer on the next
         rd_pending = Signal()
