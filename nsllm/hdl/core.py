@@ -46,9 +46,9 @@ REGISTERS = {
     "SCRATCH_ADDR": 0x3C, "SCRATCH_DATA": 0x40,
     "BUILD_PORT_BYTES": 0x44, "BUILD_SCRATCH": 0x48, "BUILD_MAX_D": 0x4C, "BUILD_ACC_BITS": 0x50,
     "BUILD_MAX_VOCAB": 0x54, "BUILD_MAX_HIDDEN": 0x58, "BUILD_MAX_INTER": 0x5C,
-    "BUILD_MAX_LAYERS": 0x60,
+    "BUILD_MAX_LAYERS": 0x60, "PROG_OPS": 0x64, "BUILD_MAX_OPS": 0x68,
 }
-ERR_OPCODE, ERR_AXI = 1, 2
+ERR_OPCODE, ERR_AXI, ERR_PROGRAM = 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,7 @@ class CoreParams:
     max_layers: int = 4
     max_D: int = 15
     fifo_depth: int = 64
+    max_ops: int = 0  #: program cache size in descriptors (0: enough for max_layers)
 
     def __post_init__(self):
         pb, v = self.port_bytes, self.vector
@@ -80,6 +81,11 @@ class CoreParams:
         for name in ("max_vocab", "max_hidden", "max_intermediate"):
             if getattr(self, name) % 16:
                 raise ValueError(f"{name} must be a multiple of 16")
+
+    @property
+    def program_ops(self) -> int:
+        """Descriptors the program cache holds (the longest program of a max-size model)."""
+        return self.max_ops or 18 * self.max_layers + 8
 
     @property
     def lanes(self) -> int:
@@ -201,12 +207,20 @@ class NSLLMCore(wiring.Component):
             m.submodules[f"sigmoid{k}"] = rom
             sig_roms.append(rom.read_port())
         rsq_table = [int(v) for v in nx.RSQRT_TABLE]
+        m.submodules.program = prog_mem = Memory(shape=unsigned(512), depth=p.program_ops,
+                                                 init=[])
+        p_wr = prog_mem.write_port()
+        p_rd = prog_mem.read_port()
         m.submodules.rsqrt = rsq_rom = Memory(
             shape=unsigned(max(rsq_table).bit_length()), depth=len(rsq_table), init=rsq_table)
         rsq_rd = rsq_rom.read_port()
 
         # ---------------------------------------------------------------- registers
         prog_addr = Signal(64)
+        prog_ops = Signal(16)
+        cached_addr = Signal(64)
+        cached_ops = Signal(16)
+        cached = Signal()
         token_in = Signal(32)
         token_out = Signal(32)
         cycles = Signal(64)
@@ -223,7 +237,7 @@ class NSLLMCore(wiring.Component):
         scratch_addr = Signal(32)
 
         # ---------------------------------------------------------------- descriptor
-        desc = Signal(512)
+        desc = p_rd.data  # the current descriptor, held by the program cache's read port
         d_op = desc[0:8]
         d_D = desc[8:16]
         d_shift_a = desc[16:24]
@@ -269,6 +283,8 @@ class NSLLMCore(wiring.Component):
                     m.d.sync += token_in.eq(ax.wdata)
                 with m.Case(REGISTERS["SCRATCH_ADDR"]):
                     m.d.sync += scratch_addr.eq(ax.wdata)
+                with m.Case(REGISTERS["PROG_OPS"]):
+                    m.d.sync += prog_ops.eq(ax.wdata)
         m.d.comb += self.irq.eq(isr & gie & ier)
 
         # reads: one cycle to address the debug scratch port, answer on the next
@@ -300,6 +316,7 @@ class NSLLMCore(wiring.Component):
                 "BUILD_MAX_HIDDEN": Const(p.max_hidden, 32),
                 "BUILD_MAX_INTER": Const(p.max_intermediate, 32),
                 "BUILD_MAX_LAYERS": Const(p.max_layers, 32),
+                "PROG_OPS": prog_ops, "BUILD_MAX_OPS": Const(p.program_ops, 32),
             }
             m.d.sync += ax.rdata.eq(0)
             with m.Switch(rd_addr):
@@ -558,7 +575,11 @@ class NSLLMCore(wiring.Component):
                 m.d.comb += s_wr.data[i].eq(y)
 
         # ---------------------------------------------------------------- sequencer
-        desc_beat = Signal(range(64 // PB + 1))
+        beats_per_desc = max(1, 64 // PB)
+        desc_beat = Signal(range(beats_per_desc + 1))
+        load_op = Signal(16)
+        asm = Signal(512)  # descriptor being assembled from beats
+        m.d.comb += p_rd.en.eq(0)
         emb_mul = Signal(64)
         m.d.comb += emb_mul.eq(token_in * d_param.as_unsigned())
         with m.If(busy):
@@ -590,21 +611,42 @@ class NSLLMCore(wiring.Component):
                     m.d.sync += [busy.eq(1), pc.eq(0), cycles.eq(0), weight_bytes.eq(0),
                                  bus_bytes.eq(0), spikes_nz.eq(0), spikes_total.eq(0),
                                  error.eq(0), done_flag.eq(0)]
-                    m.next = "FETCH"
-            with m.State("FETCH"):
-                m.d.comb += [req_valid.eq(1), req_addr.eq(prog_addr + (pc << 6)),
-                             req_beats.eq(max(1, 64 // PB))]
+                    with m.If((prog_ops == 0) | (prog_ops > p.program_ops)):
+                        m.d.sync += [error.eq(ERR_PROGRAM), busy.eq(0), done_flag.eq(1),
+                                     isr.eq(1)]
+                    with m.Elif(cached & (cached_addr == prog_addr) & (cached_ops == prog_ops)):
+                        m.next = "FETCH"
+                    with m.Else():
+                        m.d.sync += [cached.eq(0), load_op.eq(0), desc_beat.eq(0)]
+                        m.next = "LOAD_REQ"
+            # the program cache: a program is read in one burst and kept until another is run
+            with m.State("LOAD_REQ"):
+                m.d.comb += [req_valid.eq(1), req_addr.eq(prog_addr),
+                             req_beats.eq(prog_ops * beats_per_desc)]
                 with m.If(req_take):
-                    m.d.sync += desc_beat.eq(0)
-                    m.next = "DESC"
-            with m.State("DESC"):
+                    m.next = "LOAD"
+            with m.State("LOAD"):
                 with m.If(beat):
-                    for k in range(max(1, 64 // PB)):
+                    whole = Signal(512)
+                    m.d.comb += whole.eq(asm)
+                    for k in range(beats_per_desc):
                         with m.If(desc_beat == k):
-                            m.d.sync += desc[8 * PB * k: 8 * PB * (k + 1)].eq(axi.rdata)
-                    m.d.sync += desc_beat.eq(desc_beat + 1)
-                    with m.If(desc_beat + 1 == max(1, 64 // PB)):
-                        m.next = "DISPATCH"
+                            m.d.comb += whole[8 * PB * k: 8 * PB * (k + 1)].eq(axi.rdata)
+                    m.d.sync += [asm.eq(whole), desc_beat.eq(desc_beat + 1)]
+                    with m.If(desc_beat + 1 == beats_per_desc):
+                        m.d.comb += [p_wr.addr.eq(load_op), p_wr.data.eq(whole), p_wr.en.eq(1)]
+                        m.d.sync += [desc_beat.eq(0), load_op.eq(load_op + 1)]
+                        with m.If(load_op + 1 == prog_ops):
+                            m.d.sync += [cached.eq(1), cached_addr.eq(prog_addr),
+                                         cached_ops.eq(prog_ops)]
+                            m.next = "FETCH"
+            with m.State("FETCH"):
+                with m.If(pc >= prog_ops):  # ran off the end: the program lacks END
+                    m.d.sync += [error.eq(ERR_PROGRAM), busy.eq(0), done_flag.eq(1), isr.eq(1)]
+                    m.next = "IDLE"
+                with m.Else():
+                    m.d.comb += [p_rd.addr.eq(pc), p_rd.en.eq(1)]
+                    m.next = "DISPATCH"
             with m.State("DISPATCH"):
                 m.d.sync += [load_idx.eq(0), sumsq.eq(0)]
                 with m.Switch(opcode):

@@ -46,8 +46,9 @@ async def core_generates_golden_tokens(dut):
     build = {k: await ctl.read_dword(REGISTERS[k]) for k in ("BUILD_PORT_BYTES", "BUILD_MAX_D")}
     assert build["BUILD_PORT_BYTES"] == params["port_bytes"], build
 
-    async def run(prog, token=0):
+    async def run(prog, ops, token=0):
         await ctl.write_dword(REGISTERS["PROG_ADDR_LO"], prog)
+        await ctl.write_dword(REGISTERS["PROG_OPS"], ops)
         await ctl.write_dword(REGISTERS["TOKEN_IN"], token)
         await ctl.write_dword(REGISTERS["CTRL"], 1)
         for _ in range(2000):
@@ -62,10 +63,10 @@ async def core_generates_golden_tokens(dut):
     start, n = scratch_layout(weights.config).regions["logits"]
     model = IntegerModel(weights)
     state = model.init_state()
-    await run(reset_addr)
+    await run(reset_addr, len(image.reset))
     tok = params["first_token"]
     for t in range(params["tokens"]):
-        await run(token_addr, tok)
+        await run(token_addr, len(image.token), tok)
         want, state = model.step(tok, state)
         got = []
         for i in range(n):

@@ -41,8 +41,9 @@ def run_core(weights, params, tokens, stall=0.0):
     async def tb(ctx):
         bus = AmaranthBus(ctx, dut, mem, stall=stall, seed=7)
 
-        async def run(prog, token=0):
+        async def run(prog, ops, token=0):
             await bus.reg_write(REGISTERS["PROG_ADDR_LO"], prog)
+            await bus.reg_write(REGISTERS["PROG_OPS"], ops)
             await bus.reg_write(REGISTERS["TOKEN_IN"], token)
             await bus.reg_write(REGISTERS["CTRL"], 1)
             for _ in range(1000):
@@ -52,9 +53,9 @@ def run_core(weights, params, tokens, stall=0.0):
                     return
             raise AssertionError(f"core hung, STATUS {await bus.reg_read(REGISTERS['STATUS']):#x}")
 
-        await run(reset_addr)
+        await run(reset_addr, len(image.reset))
         for tok in tokens:
-            await run(token_addr, tok)
+            await run(token_addr, len(image.token), tok)
             logits = []
             for i in range(n):
                 await bus.reg_write(REGISTERS["SCRATCH_ADDR"], start + i)
