@@ -150,6 +150,71 @@ def _align(buf: bytearray, to: int) -> None:
     buf.extend(b"\0" * (-len(buf) % to))
 
 
+def program_outline(cfg, port_bytes: int, packing: str = "2bit") -> tuple[list[Instr],
+                                                                         list[Instr]]:
+    """The reset and per-token programs of a model shape, without DRAM addresses or constants.
+
+    The token program runs the graph of :mod:`nsllm.model.graph`: embedding, per layer the MLGRU
+    token mixer and the GLU channel mixer, then the final norm, LM head and argmax.
+    :func:`compile_program` fills in the tables and weights; the performance model uses the
+    outline alone (no weights needed, any size).
+    """
+    d, inter, vocab = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size
+    for what, n in [("hidden size", d), ("intermediate size", inter), ("vocabulary", vocab)]:
+        if n % ALIGN:
+            raise ProgramError(f"the core needs a {what} that is a multiple of {ALIGN}, not {n}")
+    if not 1 <= port_bytes <= TABLE_ALIGN:
+        raise ProgramError(f"port_bytes must be in [1, {TABLE_ALIGN}], not {port_bytes}")
+    lay = scratch_layout(cfg)
+    sqrt_d = {n: nx.sqrt_d_const(n) for n in (d, inter, vocab)}
+
+    def norm(src, dst, weight):
+        return Instr(Op.NORM, n=d, src_a=src, dst=dst, param=sqrt_d[d], name=weight)
+
+    def unorm(src, dst, n=d):
+        return Instr(Op.UNORM, n=n, src_a=src, dst=dst, param=sqrt_d[n])
+
+    def linear(name, src, dst):
+        out_f, in_f = cfg.ternary_shape(name)
+        stride = -(-bytes_per_column(out_f, packing) // port_bytes) * port_bytes
+        return Instr(Op.LINEAR, n=in_f, m=out_f, src_a=src, dst=dst, col_stride=stride, name=name)
+
+    reset = [Instr(Op.CLEAR, n=d, dst=lay[f"h{li}"], name=f"layers.{li}.h")
+             for li in range(cfg.num_layers)]
+    prog = [Instr(Op.EMBED, n=d, dst=lay["x"], param=4 * d, name="embed")]
+    for li in range(cfg.num_layers):
+        p = f"layers.{li}"
+        prog += [
+            norm(lay["x"], lay["a"], f"{p}.attn_norm.weight"),
+            unorm(lay["a"], lay["xn"]),
+            linear(f"{p}.attn.i_proj", lay["xn"], lay["i"]),
+            linear(f"{p}.attn.f_proj", lay["xn"], lay["f"]),
+            linear(f"{p}.attn.g_proj", lay["xn"], lay["g"]),
+            Instr(Op.MLGRU, n=d, src_a=lay["i"], src_b=lay["f"], dst=lay[f"h{li}"],
+                  name=f"{p}.mlgru"),
+            norm(lay["g"], lay["gn"], f"{p}.attn.g_norm.weight"),
+            Instr(Op.SILUGATE, n=d, src_a=lay["gn"], src_b=lay[f"h{li}"], dst=lay["o_in"]),
+            unorm(lay["o_in"], lay["xn"]),
+            linear(f"{p}.attn.o_proj", lay["xn"], lay["y"]),
+            Instr(Op.ADD, n=d, src_a=lay["x"], src_b=lay["y"], dst=lay["x"]),
+            norm(lay["x"], lay["a"], f"{p}.mlp_norm.weight"),
+            unorm(lay["a"], lay["xn"]),
+            linear(f"{p}.mlp.gate_proj", lay["xn"], lay["gu"]),
+            # the first half of gate_proj's output is the gate, the second half "up"
+            Instr(Op.SILUGATE, n=inter, src_a=lay["gu"] + inter, src_b=lay["gu"], dst=lay["z"]),
+            unorm(lay["z"], lay["zn"], inter),
+            linear(f"{p}.mlp.down_proj", lay["zn"], lay["y"]),
+            Instr(Op.ADD, n=d, src_a=lay["x"], src_b=lay["y"], dst=lay["x"]),
+        ]
+    prog += [
+        norm(lay["x"], lay["a"], "norm.weight"),
+        unorm(lay["a"], lay["xn"]),
+        linear("lm_head", lay["xn"], lay["logits"]),
+        Instr(Op.ARGMAX, n=vocab, src_a=lay["logits"]),
+    ]
+    return reset + [Instr(Op.END)], prog + [Instr(Op.END)]
+
+
 def compile_program(params: IntegerParams, port_bytes: int, packing: str = "2bit",
                     base: int = 0) -> CompiledModel:
     """Compile a model into reset and per-token programs and their DRAM tables and weights.
@@ -158,14 +223,10 @@ def compile_program(params: IntegerParams, port_bytes: int, packing: str = "2bit
     aligned burst. ``base`` is the DRAM address at which ``data`` will be placed.
     """
     cfg = params.config
-    d, inter, vocab = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size
-    lay = scratch_layout(cfg)
-    for what, n in [("hidden size", d), ("intermediate size", inter), ("vocabulary", vocab)]:
-        if n % ALIGN:
-            raise ProgramError(f"the core needs a {what} that is a multiple of {ALIGN}, not {n}")
-    if not 1 <= port_bytes <= TABLE_ALIGN:
-        raise ProgramError(f"port_bytes must be in [1, {TABLE_ALIGN}], not {port_bytes}")
+    reset, prog = program_outline(cfg, port_bytes, packing)
     data = bytearray()
+    weights = bytearray()
+    linear_fixups = []
 
     def table(arr: np.ndarray) -> int:
         _align(data, TABLE_ALIGN)
@@ -180,75 +241,33 @@ def compile_program(params: IntegerParams, port_bytes: int, packing: str = "2bit
                                "out of range: check the layer's norm weights, θ and β)")
         return value
 
-    embed_addr = table(params.embedding)
-    sqrt_d = {n: nx.sqrt_d_const(n) for n in (d, inter, vocab)}
-
-    def norm(src, dst, weight):
-        mult = params.norms[weight]
-        return Instr(Op.NORM, n=d, src_a=src, dst=dst, param=sqrt_d[d],
-                     shift_a=shift(mult.shift, weight), table_addr=table(mult.mant), name=weight)
-
-    weights = bytearray()
-    linear_fixups = []
-
-    def linear(name, src, dst):
-        lp = params.linears[name]
-        out_f, in_f = lp.trits.shape
-        stride = -(-bytes_per_column(out_f, packing) // port_bytes) * port_bytes
-        cols = pack_trits(lp.trits, packing)
-        padded = np.zeros((in_f, stride), dtype=np.uint8)
-        padded[:, : cols.shape[1]] = cols
-        offset = len(weights)
-        weights.extend(padded.tobytes())
-        ins = Instr(Op.LINEAR, n=in_f, m=out_f, src_a=src, dst=dst, param=int(lp.out.mant[0]),
-                    shift_a=shift(lp.enc_shift, name), shift_b=shift(lp.out.shift, name), D=lp.D,
-                    delta_q=lp.delta_q, table_addr=table(lp.enc.mant), col_stride=stride,
-                    name=name)
-        linear_fixups.append((ins, offset))
-        return ins
-
-    reset = [Instr(Op.CLEAR, n=d, dst=lay[f"h{li}"], name=f"layers.{li}.h")
-             for li in range(cfg.num_layers)]
-    prog = [Instr(Op.EMBED, n=d, dst=lay["x"], param=4 * d, table_addr=embed_addr, name="embed")]
-    for li in range(cfg.num_layers):
-        p = f"layers.{li}"
-        lb = params.lower_bounds[li]
-        lb_addr = table(np.zeros(d) if lb is None else lb)
-        prog += [
-            norm(lay["x"], lay["a"], f"{p}.attn_norm.weight"),
-            Instr(Op.UNORM, n=d, src_a=lay["a"], dst=lay["xn"], param=sqrt_d[d]),
-            linear(f"{p}.attn.i_proj", lay["xn"], lay["i"]),
-            linear(f"{p}.attn.f_proj", lay["xn"], lay["f"]),
-            linear(f"{p}.attn.g_proj", lay["xn"], lay["g"]),
-            Instr(Op.MLGRU, n=d, src_a=lay["i"], src_b=lay["f"], dst=lay[f"h{li}"],
-                  table_addr=lb_addr, name=f"{p}.mlgru"),
-            norm(lay["g"], lay["gn"], f"{p}.attn.g_norm.weight"),
-            Instr(Op.SILUGATE, n=d, src_a=lay["gn"], src_b=lay[f"h{li}"], dst=lay["o_in"]),
-            Instr(Op.UNORM, n=d, src_a=lay["o_in"], dst=lay["xn"], param=sqrt_d[d]),
-            linear(f"{p}.attn.o_proj", lay["xn"], lay["y"]),
-            Instr(Op.ADD, n=d, src_a=lay["x"], src_b=lay["y"], dst=lay["x"]),
-            norm(lay["x"], lay["a"], f"{p}.mlp_norm.weight"),
-            Instr(Op.UNORM, n=d, src_a=lay["a"], dst=lay["xn"], param=sqrt_d[d]),
-            linear(f"{p}.mlp.gate_proj", lay["xn"], lay["gu"]),
-            Instr(Op.SILUGATE, n=inter, src_a=lay["gu"] + inter, src_b=lay["gu"], dst=lay["z"]),
-            Instr(Op.UNORM, n=inter, src_a=lay["z"], dst=lay["zn"], param=sqrt_d[inter]),
-            linear(f"{p}.mlp.down_proj", lay["zn"], lay["y"]),
-            Instr(Op.ADD, n=d, src_a=lay["x"], src_b=lay["y"], dst=lay["x"]),
-        ]
-    prog += [
-        norm(lay["x"], lay["a"], "norm.weight"),
-        Instr(Op.UNORM, n=d, src_a=lay["a"], dst=lay["xn"], param=sqrt_d[d]),
-        linear("lm_head", lay["xn"], lay["logits"]),
-        Instr(Op.ARGMAX, n=vocab, src_a=lay["logits"]),
-    ]
-    # weights go last, aligned to the port so every column burst is word aligned
+    for ins in prog:
+        if ins.op == Op.EMBED:
+            ins.table_addr = table(params.embedding)
+        elif ins.op == Op.NORM:
+            mult = params.norms[ins.name]
+            ins.shift_a, ins.table_addr = shift(mult.shift, ins.name), table(mult.mant)
+        elif ins.op == Op.MLGRU:
+            lb = params.lower_bounds[int(ins.name.split(".")[1])]
+            ins.table_addr = table(np.zeros(ins.n) if lb is None else lb)
+        elif ins.op == Op.LINEAR:
+            lp = params.linears[ins.name]
+            cols = pack_trits(lp.trits, packing)
+            padded = np.zeros((ins.n, ins.col_stride), dtype=np.uint8)
+            padded[:, : cols.shape[1]] = cols
+            linear_fixups.append((ins, len(weights)))
+            weights.extend(padded.tobytes())
+            ins.param, ins.D, ins.delta_q = int(lp.out.mant[0]), lp.D, lp.delta_q
+            ins.shift_a = shift(lp.enc_shift, ins.name)
+            ins.shift_b = shift(lp.out.shift, ins.name)
+            ins.table_addr = table(lp.enc.mant)
+    # weights go last, aligned so that every column burst is word aligned
     _align(data, TABLE_ALIGN)
     weights_base = base + len(data)
     for ins, offset in linear_fixups:
         ins.weight_addr = weights_base + offset
     data.extend(weights)
-    return CompiledModel(reset + [Instr(Op.END)], prog + [Instr(Op.END)], bytes(data), lay,
-                         len(weights))
+    return CompiledModel(reset, prog, bytes(data), scratch_layout(cfg), len(weights))
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Performance: an analytic cycle model of the core, rooflines and projections."""
