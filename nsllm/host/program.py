@@ -171,8 +171,8 @@ def program_outline(cfg, port_bytes: int, packing: str = "2bit") -> tuple[list[I
     def norm(src, dst, weight):
         return Instr(Op.NORM, n=d, src_a=src, dst=dst, param=sqrt_d[d], name=weight)
 
-    def unorm(src, dst, n=d):
-        return Instr(Op.UNORM, n=n, src_a=src, dst=dst, param=sqrt_d[n])
+    def unorm(src, dst, name, n=d):
+        return Instr(Op.UNORM, n=n, src_a=src, dst=dst, param=sqrt_d[n], name=name)
 
     def linear(name, src, dst):
         out_f, in_f = cfg.ternary_shape(name)
@@ -186,31 +186,35 @@ def program_outline(cfg, port_bytes: int, packing: str = "2bit") -> tuple[list[I
         p = f"layers.{li}"
         prog += [
             norm(lay["x"], lay["a"], f"{p}.attn_norm.weight"),
-            unorm(lay["a"], lay["xn"]),
+            unorm(lay["a"], lay["xn"], f"{p}.attn.unit_norm"),
             linear(f"{p}.attn.i_proj", lay["xn"], lay["i"]),
             linear(f"{p}.attn.f_proj", lay["xn"], lay["f"]),
             linear(f"{p}.attn.g_proj", lay["xn"], lay["g"]),
             Instr(Op.MLGRU, n=d, src_a=lay["i"], src_b=lay["f"], dst=lay[f"h{li}"],
                   name=f"{p}.mlgru"),
             norm(lay["g"], lay["gn"], f"{p}.attn.g_norm.weight"),
-            Instr(Op.SILUGATE, n=d, src_a=lay["gn"], src_b=lay[f"h{li}"], dst=lay["o_in"]),
-            unorm(lay["o_in"], lay["xn"]),
+            Instr(Op.SILUGATE, n=d, src_a=lay["gn"], src_b=lay[f"h{li}"], dst=lay["o_in"],
+                  name=f"{p}.attn.o_in"),
+            unorm(lay["o_in"], lay["xn"], f"{p}.attn.o_unit_norm"),
             linear(f"{p}.attn.o_proj", lay["xn"], lay["y"]),
-            Instr(Op.ADD, n=d, src_a=lay["x"], src_b=lay["y"], dst=lay["x"]),
+            Instr(Op.ADD, n=d, src_a=lay["x"], src_b=lay["y"], dst=lay["x"],
+                  name=f"{p}.resid_attn"),
             norm(lay["x"], lay["a"], f"{p}.mlp_norm.weight"),
-            unorm(lay["a"], lay["xn"]),
+            unorm(lay["a"], lay["xn"], f"{p}.mlp.unit_norm"),
             linear(f"{p}.mlp.gate_proj", lay["xn"], lay["gu"]),
             # the first half of gate_proj's output is the gate, the second half "up"
-            Instr(Op.SILUGATE, n=inter, src_a=lay["gu"] + inter, src_b=lay["gu"], dst=lay["z"]),
-            unorm(lay["z"], lay["zn"], inter),
+            Instr(Op.SILUGATE, n=inter, src_a=lay["gu"] + inter, src_b=lay["gu"], dst=lay["z"],
+                  name=f"{p}.mlp.z"),
+            unorm(lay["z"], lay["zn"], f"{p}.mlp.z_unit_norm", inter),
             linear(f"{p}.mlp.down_proj", lay["zn"], lay["y"]),
-            Instr(Op.ADD, n=d, src_a=lay["x"], src_b=lay["y"], dst=lay["x"]),
+            Instr(Op.ADD, n=d, src_a=lay["x"], src_b=lay["y"], dst=lay["x"],
+                  name=f"{p}.resid_mlp"),
         ]
     prog += [
         norm(lay["x"], lay["a"], "norm.weight"),
-        unorm(lay["a"], lay["xn"]),
+        unorm(lay["a"], lay["xn"], "lm_head.unit_norm"),
         linear("lm_head", lay["xn"], lay["logits"]),
-        Instr(Op.ARGMAX, n=vocab, src_a=lay["logits"]),
+        Instr(Op.ARGMAX, n=vocab, src_a=lay["logits"], name="argmax"),
     ]
     return reset + [Instr(Op.END)], prog + [Instr(Op.END)]
 
