@@ -13,9 +13,10 @@ import os
 import sys
 
 #: Packages contributing subcommands (each has ``<package>.commands.register(subparsers)``).
-COMMAND_MODULES = ("nsllm.quant.commands", "nsllm.hdl.commands")
+COMMAND_MODULES = ("nsllm.quant.commands", "nsllm.hdl.commands", "nsllm.analysis.commands")
 
-BACKENDS = ("golden", "float")
+BACKENDS = ("golden", "float", "sim")
+SIMULATORS = ("verilator", "icarus")
 
 
 class CommandError(Exception):
@@ -28,7 +29,8 @@ def load_weights(model: str | None):
     return load_model(resolve_model_path(model))
 
 
-def make_backend(name: str, weights):
+def make_backend(name: str, weights, simulator: str = "verilator", timeout: float | None = None):
+    """A generation backend: the golden model, the float reference, or the simulated core."""
     from .host.generator import ModelBackend
     from .model import FloatModel, IntegerModel
 
@@ -36,6 +38,14 @@ def make_backend(name: str, weights):
         return ModelBackend(IntegerModel(weights), "golden")
     if name == "float":
         return ModelBackend(FloatModel(weights), "float")
+    if name == "sim":
+        from .sim.verilator_device import sim_backend
+
+        print(f"[sim] building the core for {simulator} (cached after the first run)…",
+              file=sys.stderr, flush=True)
+        if timeout is None:  # Icarus runs the core about 200 times slower than Verilator
+            timeout = 120.0 if simulator == "verilator" else 3600.0
+        return sim_backend(weights, simulator=simulator, timeout=timeout)
     raise CommandError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
 
 
@@ -96,7 +106,7 @@ def cmd_generate(args) -> int:
     from .host.generator import Generator
 
     weights = load_weights(args.model)
-    backend = make_backend(args.backend, weights)
+    backend = make_backend(args.backend, weights, args.simulator, args.timeout)
     tok = tokenizer_for(weights, args.model)
     gen = Generator(backend, tok, temperature=args.temperature, top_k=args.top_k, seed=args.seed)
     if args.json:
@@ -119,6 +129,9 @@ def cmd_generate(args) -> int:
         "prefill_seconds": round(res.prefill_seconds, 6),
         "tokens_per_s": round(res.tokens_per_s, 3),
     }
+    summary = getattr(backend, "summary", None)
+    if summary is not None:  # the core's counters: cycles, bytes fetched, firing rate
+        out.update(summary.as_dict())
     if args.json:
         print(json.dumps(out))
     else:
@@ -131,7 +144,8 @@ def cmd_generate(args) -> int:
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
-    return run_demo(model=args.model, max_new_tokens=args.max_new_tokens)
+    return run_demo(model=args.model, max_new_tokens=args.max_new_tokens, prompt=args.prompt,
+                    simulator=args.simulator)
 
 
 # -- wiring -------------------------------------------------------------------------------------
@@ -156,7 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="generate text from a prompt")
     add_model_arg(p)
     p.add_argument("--backend", "-b", default="golden", choices=BACKENDS,
-                   help="golden: the bit-exact integer model; float: the float reference")
+                   help="golden: the bit-exact integer model; float: the float reference; "
+                        "sim: the generated core in a simulator")
+    p.add_argument("--simulator", default="verilator", choices=SIMULATORS,
+                   help="simulator of the core for --backend sim (default verilator)")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="seconds one token may take on the core before giving up with its "
+                        "status registers (default 120 on Verilator, 3600 on Icarus)")
     p.add_argument("--prompt", "-p", required=True)
     p.add_argument("--max-new-tokens", "-n", type=int, default=64)
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
@@ -165,9 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("demo", help="the main job on the shipped default model")
+    p = sub.add_parser("demo", help="the main job: the default model on the simulated core")
     add_model_arg(p)
     p.add_argument("--max-new-tokens", "-n", type=int, default=64)
+    p.add_argument("--prompt", "-p", default=None, help="prompt (default: one from the corpus)")
+    p.add_argument("--simulator", default="verilator", choices=SIMULATORS)
     p.set_defaults(func=cmd_demo)
 
     for mod in COMMAND_MODULES:
@@ -182,15 +204,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .host.device import DeviceError
     from .model import ModelFileError
     from .model.config import ConfigError
+    from .sim.toolchain import ToolchainError
 
     os.environ.setdefault("MPLBACKEND", "Agg")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (CommandError, ModelFileError, ConfigError, FileNotFoundError, ValueError) as e:
+    except (CommandError, ModelFileError, ConfigError, FileNotFoundError, ValueError,
+            DeviceError, ToolchainError) as e:
         print(f"nsllm: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

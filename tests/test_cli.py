@@ -60,7 +60,8 @@ def test_errors_are_clear(capsys, argv, message):
     assert code == 2 and err.startswith("nsllm: error:") and message in err
 
 
-def test_demo_runs(capsys):
-    code, out, _ = run(capsys, "demo", "-n", "8")
-    assert code == 0
-    assert "identical tokens" in out and "firing rate" in out
+def test_demo_runs_on_the_simulated_core(capsys):
+    code, out, _ = run(capsys, "demo", "-n", "4")
+    assert code == 0, out
+    assert "4 tokens, every one equal to the golden model's" in out
+    assert "firing rate" in out and "of cycles move data" in out

@@ -46,7 +46,7 @@ REGISTERS = {
     "SCRATCH_ADDR": 0x3C, "SCRATCH_DATA": 0x40,
     "BUILD_PORT_BYTES": 0x44, "BUILD_SCRATCH": 0x48, "BUILD_MAX_D": 0x4C, "BUILD_ACC_BITS": 0x50,
     "BUILD_MAX_VOCAB": 0x54, "BUILD_MAX_HIDDEN": 0x58, "BUILD_MAX_INTER": 0x5C,
-    "BUILD_MAX_LAYERS": 0x60, "PROG_OPS": 0x64, "BUILD_MAX_OPS": 0x68,
+    "BUILD_MAX_LAYERS": 0x60, "PROG_OPS": 0x64, "BUILD_MAX_OPS": 0x68, "CACHE_FLUSH": 0x6C,
 }
 ERR_OPCODE, ERR_AXI, ERR_PROGRAM = 1, 2, 3
 
@@ -81,6 +81,15 @@ class CoreParams:
         for name in ("max_vocab", "max_hidden", "max_intermediate"):
             if getattr(self, name) % 16:
                 raise ValueError(f"{name} must be a multiple of 16")
+
+    @classmethod
+    def for_model(cls, cfg, port_bytes: int = 8, vector: int = 8, **overrides) -> CoreParams:
+        """The smallest build that runs a model of this config (maxima = its shapes)."""
+        values = dict(port_bytes=port_bytes, vector=vector, max_vocab=cfg.vocab_size,
+                      max_hidden=cfg.hidden_size, max_intermediate=cfg.intermediate_size,
+                      max_layers=cfg.num_layers, max_D=max(q.D for q in cfg.quant.values()))
+        values.update(overrides)
+        return cls(**values)
 
     @property
     def program_ops(self) -> int:
@@ -285,6 +294,8 @@ class NSLLMCore(wiring.Component):
                     m.d.sync += scratch_addr.eq(ax.wdata)
                 with m.Case(REGISTERS["PROG_OPS"]):
                     m.d.sync += prog_ops.eq(ax.wdata)
+                with m.Case(REGISTERS["CACHE_FLUSH"]):  # the program in DRAM was rewritten
+                    m.d.sync += cached.eq(0)
         m.d.comb += self.irq.eq(isr & gie & ier)
 
         # reads: one cycle to address the debug scratch port, answer on the next
@@ -502,8 +513,14 @@ class NSLLMCore(wiring.Component):
         with m.If(push):
             m.d.sync += [grp_mask.eq(grp_mask & ~(1 << lane)), spikes_nz.eq(spikes_nz + 1)]
         load_group = Signal()
+        grp_w = Signal(sw + 1)  # groups loaded so far in this LINEAR
         m.d.comb += load_group.eq(enc_n_valid & ~any_left)
         with m.If(load_group):
+            # every group's counts also go to the scratchpad's spike region (src_b): a debug
+            # readback of the spikes, free because the write port is idle while encoding
+            m.d.comb += [s_wr.addr.eq((d_src_b // E) + grp_w), s_wr.en.eq(1)]
+            m.d.comb += [s_wr.data[i].eq(n_counts[i]) for i in range(E)]
+            m.d.sync += grp_w.eq(grp_w + 1)
             m.d.sync += [grp_counts.eq(n_counts),
                          grp_mask.eq(Cat(n_counts[i] != 0 for i in range(E))),
                          grp_base.eq(next_base), next_base.eq(next_base + stride_e),
@@ -730,7 +747,7 @@ class NSLLMCore(wiring.Component):
             with m.State("ACC_CLEAR"):
                 m.d.sync += acc_clear_w.eq(acc_clear_w + 1)
                 with m.If(acc_clear_w + 1 >= (d_m + (P - 1)) // P):
-                    m.d.sync += [acc_clear.eq(0), enc_run.eq(1), enc_w.eq(0),
+                    m.d.sync += [acc_clear.eq(0), enc_run.eq(1), enc_w.eq(0), grp_w.eq(0),
                                  enc_words.eq(words(d_n)), lin_fetch.eq(1), col_beat.eq(0)]
                     m.next = "LINEAR"
             with m.State("LINEAR"):

@@ -90,6 +90,8 @@ class Generator:
         if temperature < 0:
             raise ValueError(f"temperature must be ≥ 0, not {temperature}")
         self.backend = backend
+        if hasattr(backend, "read_logits"):  # a device argmax: read logits only to sample
+            backend.read_logits = temperature > 0
         self.tokenizer = tokenizer
         self.temperature = temperature
         self.top_k = top_k

@@ -96,11 +96,13 @@ class ModelImage:
             ("intermediate size", self.intermediate, build.max_intermediate, "--max-intermediate"),
             ("layers", self.layers, build.max_layers, "--max-layers"),
             ("largest D", self.max_D, build.max_D, "--max-d"),
-            ("scratchpad entries", self.scratch_entries, build.scratch_entries, "--max-hidden"),
+            ("scratchpad entries", self.scratch_entries, build.scratch_entries,
+             "maxima that cover the model's shape"),
             ("accumulator bits", self.acc_bits, build.acc_bits, "--max-d / --max-intermediate"),
         ]:
             if need > have:
-                problems.append(f"{what} {need} > {have} (rebuild with {flag} ≥ {need})")
+                hint = f"{flag} ≥ {need}" if flag.startswith("--") else flag
+                problems.append(f"{what} {need} > {have} (rebuild with {hint})")
         if self.port_bytes != build.port_bytes:
             problems.append(f"image is laid out for {self.port_bytes}-byte words, the core reads "
                             f"{build.port_bytes}-byte words (rebuild the image with "

@@ -15,6 +15,7 @@ Opcodes
 ``NORM``     dst = sat(rmsnorm(src_a) · w_mant >> shift_a)  (table: w_mant[n]; param = √d const)
 ``UNORM``    dst = rmsnorm(src_a)                          (param = √d const)
 ``LINEAR``   s = I-LIF(src_a · enc_mant >> shift_a; D, delta_q)   (table: enc_mant[n])
+             src_b[0:n] = s   (a copy of the spike counts, for debug readback)
              acc = Σ_{j: s_j ≠ 0} s_j · W[:, j]   — only columns that spiked are fetched
              dst[0:m] = sat(acc · param >> shift_b)        (param = out_mant, int32)
 ``MLGRU``    f = lb + (1 − lb)·σ(src_b); i = silu(src_a)·(1 − f); dst = sat(f·dst + i)
@@ -128,7 +129,8 @@ def scratch_layout(cfg) -> ScratchLayout:
     lay = ScratchLayout()
     for name, n in [("x", d), ("a", d), ("xn", d), ("i", d), ("f", d), ("g", d), ("gn", d),
                     ("o_in", d), ("y", d), ("gu", 2 * inter), ("z", inter), ("zn", inter),
-                    ("logits", cfg.vocab_size)]:
+                    ("logits", cfg.vocab_size),
+                    ("spikes", max(d, inter))]:  # the last LINEAR's input spike counts
         lay.add(name, n)
     for li in range(cfg.num_layers):
         lay.add(f"h{li}", d)
@@ -177,7 +179,8 @@ def program_outline(cfg, port_bytes: int, packing: str = "2bit") -> tuple[list[I
     def linear(name, src, dst):
         out_f, in_f = cfg.ternary_shape(name)
         stride = -(-bytes_per_column(out_f, packing) // port_bytes) * port_bytes
-        return Instr(Op.LINEAR, n=in_f, m=out_f, src_a=src, dst=dst, col_stride=stride, name=name)
+        return Instr(Op.LINEAR, n=in_f, m=out_f, src_a=src, src_b=lay["spikes"], dst=dst,
+                     col_stride=stride, name=name)
 
     reset = [Instr(Op.CLEAR, n=d, dst=lay[f"h{li}"], name=f"layers.{li}.h")
              for li in range(cfg.num_layers)]
@@ -348,6 +351,7 @@ class Interpreter:
             elif ins.op == Op.LINEAR:
                 enc = self._table(ins.table_addr, ins.n, stats)
                 counts = nx.spike_count(nx.shift_round(a * enc, ins.shift_a), ins.D, ins.delta_q)
+                s[ins.src_b: ins.src_b + ins.n] = counts  # the debug copy of the spikes
                 fired = np.flatnonzero(counts)
                 trits = self._trits(ins)
                 acc = trits[:, fired].astype(np.int64) @ counts[fired]

@@ -155,7 +155,11 @@ RSQRT_TABLE = rsqrt_table()
 
 
 def sigmoid_q(x: np.ndarray) -> np.ndarray:
-    """σ of an activation (ACT_FRAC) as Q1.15; 0 below -8 and 1.0 at or above +8."""
+    """σ of an activation (ACT_FRAC) as Q1.15.
+
+    The table index is ``shift_round(x, ACT_FRAC - SIG_IN_FRAC)``; below the table (index < -512,
+    i.e. x < -8.0078) σ is 0, above it (index > 511, i.e. x ≥ 7.9922) σ is 1.0.
+    """
     idx = shift_round(np.asarray(x, dtype=np.int64), ACT_FRAC - SIG_IN_FRAC)
     inside = SIGMOID_TABLE[np.clip(idx, SIG_IDX_MIN, SIG_IDX_MAX) - SIG_IDX_MIN]
     return np.where(idx < SIG_IDX_MIN, 0, np.where(idx > SIG_IDX_MAX, GATE_ONE, inside))

@@ -45,8 +45,21 @@ def firing_rate(counts: np.ndarray) -> float:
     return float(np.count_nonzero(counts)) / max(counts.size, 1)
 
 
-def firing_rates(trace: Trace) -> dict[str, float]:
-    """Per ternary layer, the fraction of non-zero spike counts recorded in a :class:`Trace`."""
+def firing_rates(source: Trace | LanguageModel, tokens=None,
+                 segment: int = 1024) -> dict[str, float]:
+    """Per ternary layer, the fraction of non-zero spike counts.
+
+    ``source`` is a :class:`Trace` of a forward pass, or a model to run over ``tokens`` (streamed
+    in segments with a :class:`SpikeCounter`, so memory stays bounded).
+    """
+    if isinstance(source, LanguageModel):
+        if tokens is None:
+            raise ValueError("firing_rates(model, tokens): give the tokens to run the model on")
+        counter = SpikeCounter()
+        for _ in run_logprobs(source, tokens, segment, counter):
+            pass
+        return counter.rates()
+    trace = source
     rates = {}
     for name in trace.names():
         if name.endswith(".spikes"):

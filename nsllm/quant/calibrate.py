@@ -1,0 +1,124 @@
+"""Calibration: the firing threshold θ of every ternary layer's input, from calibration text.
+
+Rule (documented in docs/quantization.md): θ is the **MSE-optimal step** for the layer's D on the
+layer's recorded real inputs ``x`` (the BitLinear's own RMSNorm output times its norm weight):
+
+    θ*(D) = argmin_θ  E[(|x| − θ·clip(round(|x|/θ), 0, D))²]
+
+searched on a log grid of θ/rms(x) and refined around the best point. The inputs are recorded
+from the float model with unquantised activations (ternary weights only), streamed over the text
+segment by segment; each layer keeps a uniform random sample of at most ``max_samples`` values
+(a reservoir), so memory is bounded by layers × max_samples whatever the text length or model
+size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from ..model.graph import LanguageModel
+from ..model.numerics import SPIKE_COUNT_SET
+from ..model.reference import FloatArithmetic
+from ..model.weights import ModelWeights
+
+DEFAULT_MAX_SAMPLES = 1 << 15
+
+
+class _Reservoir:
+    """A uniform random sample of a stream of values (Algorithm R, vectorised per batch)."""
+
+    def __init__(self, size: int, rng: np.random.Generator):
+        self.size, self.rng = size, rng
+        self.values = np.empty(0, dtype=np.float32)
+        self.seen = 0
+
+    def add(self, v: np.ndarray) -> None:
+        v = np.asarray(v, dtype=np.float32).reshape(-1)
+        n = len(v)
+        if n == 0:
+            return
+        room = self.size - len(self.values)
+        if room > 0:
+            self.values = np.concatenate([self.values, v[:room]])
+            self.seen += min(room, n)
+            v = v[room:]
+            n = len(v)
+            if n == 0:
+                return
+        # item j of this batch replaces a random slot with probability size / (seen + j + 1)
+        pos = self.seen + np.arange(1, n + 1)
+        keep = self.rng.random(n) < self.size / pos
+        idx = np.flatnonzero(keep)
+        self.values[self.rng.integers(0, self.size, size=len(idx))] = v[idx]
+        self.seen += n
+
+
+class _RecordingArithmetic(FloatArithmetic):
+    """Float arithmetic that samples every ternary layer's real input before quantizing it."""
+
+    def __init__(self, weights: ModelWeights, max_samples: int, seed: int):
+        super().__init__(weights, act="none")
+        rng = np.random.default_rng(seed)
+        self.samples = {n: _Reservoir(max_samples, rng) for n in weights.config.ternary_layers()}
+
+    def spikes(self, layer, xn):
+        x = super().spikes(layer, xn)  # act="none": the real input x = xn · norm weight
+        self.samples[layer].add(x)
+        return x
+
+
+def record_inputs(weights: ModelWeights, tokens, *, segment: int = 512,
+                  max_samples: int = DEFAULT_MAX_SAMPLES, seed: int = 0) -> dict[str, np.ndarray]:
+    """A bounded random sample of every ternary layer's real input over a token sequence."""
+    arith = _RecordingArithmetic(weights, max_samples, seed)
+    lm = LanguageModel(arith)
+    tokens = np.asarray(tokens, dtype=np.int64).reshape(-1)
+    state = None
+    for s in range(0, len(tokens), segment):
+        _, state = lm.prefill(tokens[None, s:s + segment], state)
+    return {n: r.values for n, r in arith.samples.items()}
+
+
+def quantization_mse(x: np.ndarray, theta: np.ndarray, D: int, delta: float = 0.0) -> np.ndarray:
+    """Mean squared error of spike-count quantization of ``x`` for each θ in ``theta``."""
+    a = np.abs(np.asarray(x, dtype=np.float64))[None, :]
+    th = np.asarray(theta, dtype=np.float64)[:, None]
+    q = np.clip(np.floor(a / th - delta + 0.5), 0, D) * th
+    return np.mean((a - q) ** 2, axis=1)
+
+
+def mse_optimal_theta(x: np.ndarray, D: int) -> float:
+    """θ*(D): minimum-MSE step on the samples ``x`` (coarse log grid, then a fine one)."""
+    x = np.asarray(x, dtype=np.float64)
+    rms = float(np.sqrt(np.mean(x * x))) if x.size else 0.0
+    if rms == 0.0:
+        return 1.0
+    grid = rms * np.geomspace(0.02, 4.0, 48)
+    best = grid[np.argmin(quantization_mse(x, grid, D))]
+    fine = best * np.geomspace(0.85, 1.0 / 0.85, 33)
+    return float(fine[np.argmin(quantization_mse(x, fine, D))])
+
+
+def theta_table(samples: dict[str, np.ndarray],
+                timesteps=SPIKE_COUNT_SET) -> dict[str, dict[int, float]]:
+    """θ*(D) for every layer and every D in ``timesteps``."""
+    return {n: {int(D): mse_optimal_theta(x, int(D)) for D in timesteps}
+            for n, x in samples.items()}
+
+
+def calibrate(weights: ModelWeights, tokens, *, segment: int = 512,
+              max_samples: int = DEFAULT_MAX_SAMPLES, seed: int = 0) -> ModelWeights:
+    """A copy of ``weights`` whose every θ is MSE-optimal for the layer's current D."""
+    samples = record_inputs(weights, tokens, segment=segment, max_samples=max_samples, seed=seed)
+    cfg = weights.config
+    quant = {n: replace(q, theta=mse_optimal_theta(samples[n], q.D)) for n, q in cfg.quant.items()}
+    return with_quant(weights, quant)
+
+
+def with_quant(weights: ModelWeights, quant: dict) -> ModelWeights:
+    """The same tensors with another per-layer spike quantization (a new config object)."""
+    cfg = replace(weights.config, quant={n: replace(q) for n, q in quant.items()})
+    cfg.validate()
+    return ModelWeights(cfg, weights.tensors, weights.linears)

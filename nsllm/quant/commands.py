@@ -1,0 +1,275 @@
+"""CLI: ``convert``, ``quantize``, ``sensitivity``, ``sparsify``, ``eval`` and ``train``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..model.numerics import SPIKE_COUNT_SET
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _read_text(path: str, limit: int | None = None) -> str:
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such text file")
+    text = p.read_text(encoding="utf-8", errors="replace")
+    if limit:
+        text = text[:limit]
+    if len(text) < 2:
+        raise ValueError(f"{p}: the text is empty; give a file with at least a few hundred bytes")
+    return text
+
+
+def _load(model: str | None):
+    from ..model import load_model, resolve_model_path
+
+    path = resolve_model_path(model)
+    return load_model(path), path
+
+
+def _tokens(weights, path, text):
+    from .evaluation import encode_text
+
+    return encode_text(weights, text, path)[0]
+
+
+# -- convert --------------------------------------------------------------------------------------
+def cmd_convert(args) -> int:
+    from ..model.fileformat import save_model
+    from .calibrate import calibrate
+    from .convert import convert_checkpoint, copy_tokenizer
+
+    weights = convert_checkpoint(args.src, name=args.name)
+    tok = copy_tokenizer(args.src, args.out)
+    if args.calib:
+        ids = _tokens(weights, args.out, _read_text(args.calib, args.calib_chars))
+        _log(f"calibrating θ on {len(ids)} tokens")
+        weights = calibrate(weights, ids)
+    save_model(weights, args.out, packing=args.packing)
+    cfg = weights.config
+    print(f"wrote {args.out}: {cfg.num_layers} layers, d {cfg.hidden_size}, vocab "
+          f"{cfg.vocab_size}, {cfg.num_ternary_weights():,} ternary weights"
+          + (f"; tokenizer copied to {tok}" if tok else ""))
+    return 0
+
+
+# -- sensitivity / quantize ------------------------------------------------------------------------
+def _sensitivity_outputs(report, args) -> None:
+    from .sensitivity import plot_sensitivity
+
+    if getattr(args, "report", None):
+        report.save(args.report)
+        _log(f"sensitivity report: {args.report}")
+    if getattr(args, "plot", None):
+        plot_sensitivity(report, args.plot)
+        _log(f"sensitivity plot: {args.plot}")
+
+
+def cmd_sensitivity(args) -> int:
+    from .probe import QuantProbe
+    from .quantize import calibration_thetas
+    from .sensitivity import measure_sensitivity
+
+    weights, path = _load(args.model)
+    ids = _tokens(weights, path, _read_text(args.calib, args.calib_chars))
+    thetas = calibration_thetas(weights, ids, args.timesteps)
+    report = measure_sensitivity(QuantProbe(weights, ids), thetas, args.timesteps,
+                                 log=_log if args.verbose else None)
+    _sensitivity_outputs(report, args)
+    if args.json or not args.report:
+        print(json.dumps(report.to_json()))
+    return 0
+
+
+def cmd_quantize(args) -> int:
+    from ..model.fileformat import save_model
+    from .quantize import quantize_model, sparsify_model
+    from .sensitivity import SensitivityReport
+
+    weights, path = _load(args.model)
+    ids = _tokens(weights, path, _read_text(args.calib, args.calib_chars))
+    sens = SensitivityReport.load(args.sensitivity) if args.sensitivity else None
+    out, alloc, report = quantize_model(weights, ids, args.budget, metric=args.metric,
+                                        sensitivity=sens, timesteps=args.timesteps,
+                                        log=_log if args.verbose else None)
+    if sens is None:
+        _sensitivity_outputs(report, args)
+    summary = {"budget": args.budget, "average_timesteps": alloc.average_timesteps,
+               "predicted_sensitivity": alloc.sensitivity, "exact": alloc.exact, "D": alloc.D}
+    if args.kl_budget is not None:
+        out, choice, _ = sparsify_model(out, ids, args.kl_budget)
+        summary.update(delta=choice.delta, predicted_delta_kl=choice.predicted_kl,
+                       predicted_weighted_firing=choice.predicted_firing)
+    out.config.name = args.name or f"{weights.config.name}-B{args.budget:g}"
+    save_model(out, args.out, packing=args.packing)
+    print(json.dumps(summary) if args.json else
+          f"wrote {args.out}: average D {alloc.average_timesteps:.3f} (budget {args.budget}), "
+          f"D per layer {sorted(set(alloc.D.values()))}, predicted Σ{args.metric} "
+          f"{alloc.sensitivity:.5f}")
+    return 0
+
+
+def cmd_sparsify(args) -> int:
+    from ..model.fileformat import save_model
+    from .quantize import sparsify_model
+    from .sparsify import plot_sweep
+
+    weights, path = _load(args.model)
+    ids = _tokens(weights, path, _read_text(args.calib, args.calib_chars))
+    out, choice, sw = sparsify_model(weights, ids, args.kl_budget, args.deltas,
+                                     log=_log if args.verbose else None)
+    if args.plot:
+        plot_sweep(sw, args.plot)
+    if args.report:
+        with open(args.report, "w") as f:
+            json.dump({"sweep": sw.to_json(), "delta": choice.delta,
+                       "predicted_kl": choice.predicted_kl,
+                       "predicted_weighted_firing": choice.predicted_firing}, f, indent=1)
+    if args.out:
+        save_model(out, args.out, packing=args.packing)
+    print(f"δ per layer chosen under ΣKL ≤ {args.kl_budget}: predicted weighted firing rate "
+          f"{choice.predicted_firing:.3f} (δ=0 everywhere: "
+          f"{sw.global_curve[0]['weighted_firing']:.3f}), predicted ΣKL {choice.predicted_kl:.4f}"
+          + (f"; wrote {args.out}" if args.out else ""))
+    return 0
+
+
+# -- eval -----------------------------------------------------------------------------------------
+def cmd_eval(args) -> int:
+    from .evaluation import evaluate_model
+
+    weights, path = _load(args.model)
+    res = evaluate_model(weights, _read_text(args.text, args.max_chars), backend=args.backend,
+                         model_path=path)
+    if args.json:
+        print(json.dumps(res, indent=1))
+        return 0
+    print(f"{res['model']} on {args.text} ({res['predictions']} predictions, {args.backend})")
+    print(f"  bits/byte {res['bits_per_byte']:.4f}   bits/token {res['bits_per_token']:.4f}"
+          + (f"   perplexity {res['perplexity']:.2f}" if "perplexity" in res else ""))
+    print(f"  firing rate: mean {res['mean_firing_rate']:.3f}, weighted by #weights "
+          f"{res['weighted_firing_rate']:.3f}; average D {res['average_timesteps']:.2f}")
+    for n, r in res["firing_rate"].items():
+        print(f"    {n:28s} {r:.3f}   D={weights.config.quant[n].D:<3d} "
+              f"δ={weights.config.quant[n].delta:g}")
+    print("  size: " + ", ".join(f"{p} {b:,} B" for p, b in res["size_bytes"].items())
+          + (f" (file {res['file_bytes']:,} B)" if "file_bytes" in res else ""))
+    return 0
+
+
+# -- train ----------------------------------------------------------------------------------------
+def cmd_train(args) -> int:
+    try:
+        from .train import TrainSettings, main_train
+    except ModuleNotFoundError as e:
+        if e.name == "torch":
+            raise ValueError(str(e)) from None
+        raise
+    s = TrainSettings(steps=args.steps, seed=args.seed, hidden_size=args.hidden_size,
+                      num_layers=args.layers, batch=args.batch, seq_len=args.seq_len, lr=args.lr,
+                      D=args.timesteps, delta=args.delta, threads=args.threads)
+    card = args.card or str(Path(args.out).with_suffix(".train.json"))
+    main_train(args.out, s, card=card, log=_log)
+    print(f"wrote {args.out} and {card}")
+    return 0
+
+
+# -- wiring ---------------------------------------------------------------------------------------
+def _model_pos(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", nargs="?", default=None,
+                   help="a .nsllm file (default: the shipped default model)")
+
+
+def _calib_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--calib", required=required, help="calibration text file (UTF-8)")
+    p.add_argument("--calib-chars", type=int, default=None,
+                   help="use only the first N characters of the calibration text")
+    p.add_argument("--verbose", "-v", action="store_true", help="log every measurement")
+
+
+def _timesteps(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--timesteps", type=lambda s: tuple(int(x) for x in s.split(",")),
+                   default=SPIKE_COUNT_SET,
+                   help=f"choices of D, comma-separated (default {SPIKE_COUNT_SET})")
+
+
+def register(subparsers) -> None:
+    """Add the quantization subcommands to the ``nsllm`` CLI."""
+    p = subparsers.add_parser("convert", help="convert a Hugging Face hgrn_bit checkpoint")
+    p.add_argument("src", help="checkpoint folder: config.json + model.safetensors")
+    p.add_argument("--out", "-o", required=True, help="output .nsllm file")
+    p.add_argument("--name", default=None, help="model name stored in the file")
+    p.add_argument("--packing", default="base3", choices=("base3", "2bit"))
+    _calib_args(p, required=False)
+    p.set_defaults(func=cmd_convert)
+
+    p = subparsers.add_parser("sensitivity", help="hierarchical sensitivity report (JSON + PNG)")
+    _model_pos(p)
+    _calib_args(p)
+    _timesteps(p)
+    p.add_argument("--report", help="write the JSON report here")
+    p.add_argument("--plot", help="write a PNG plot here")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_sensitivity)
+
+    p = subparsers.add_parser("quantize", help="mixed-timestep allocation under a budget")
+    _model_pos(p)
+    p.add_argument("--budget", "-B", type=float, required=True,
+                   help="average timesteps D, weighted by each layer's number of weights")
+    _calib_args(p)
+    _timesteps(p)
+    p.add_argument("--out", "-o", required=True)
+    p.add_argument("--metric", default="kl", choices=("kl", "dbpb"),
+                   help="sensitivity to minimise (default: KL divergence)")
+    p.add_argument("--sensitivity", help="reuse a saved sensitivity report (JSON)")
+    p.add_argument("--report", help="write the sensitivity report (JSON)")
+    p.add_argument("--plot", help="write the sensitivity plot (PNG)")
+    p.add_argument("--kl-budget", type=float, default=None,
+                   help="also choose δ per layer under this KL budget (nats per position)")
+    p.add_argument("--name", default=None)
+    p.add_argument("--packing", default="base3", choices=("base3", "2bit"))
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_quantize)
+
+    p = subparsers.add_parser("sparsify", help="choose the sparsification shift δ per layer")
+    _model_pos(p)
+    _calib_args(p)
+    p.add_argument("--kl-budget", type=float, required=True,
+                   help="allowed Σ KL increase (nats per position) over the layers")
+    p.add_argument("--deltas", type=lambda s: tuple(float(x) for x in s.split(",")),
+                   default=(0.0, 0.25, 0.5, 0.75, 1.0, 1.5), help="δ grid, comma-separated")
+    p.add_argument("--out", "-o", default=None, help="write the sparsified model here")
+    p.add_argument("--plot", help="PNG of firing rate vs bits/byte")
+    p.add_argument("--report", help="JSON of the sweep and the choice")
+    p.add_argument("--packing", default="base3", choices=("base3", "2bit"))
+    p.set_defaults(func=cmd_sparsify)
+
+    p = subparsers.add_parser("eval", help="bits/byte, firing rate per layer, size")
+    _model_pos(p)
+    p.add_argument("--text", required=True, help="UTF-8 text file to evaluate on")
+    p.add_argument("--max-chars", type=int, default=None, help="use only the first N characters")
+    p.add_argument("--backend", "-b", default="golden", choices=("golden", "float"))
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_eval)
+
+    p = subparsers.add_parser("train", help="QAT of a small byte model (needs the train extra)")
+    p.add_argument("--out", "-o", required=True)
+    p.add_argument("--steps", type=int, default=800)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--hidden-size", type=int, default=192)
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--timesteps", type=int, default=15, help="D of every layer during training")
+    p.add_argument("--delta", type=float, default=0.0,
+                   help="sparsification shift δ used in the training loop (lower firing rates)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--card", default=None, help="training log JSON (default: OUT.train.json)")
+    p.set_defaults(func=cmd_train)

@@ -1,0 +1,56 @@
+"""The NSLLM quantization flow: calibrate θ, measure sensitivity, allocate D, choose δ."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..model.numerics import SPIKE_COUNT_SET
+from ..model.weights import ModelWeights
+from .allocation import Allocation, allocate
+from .calibrate import DEFAULT_MAX_SAMPLES, record_inputs, theta_table, with_quant
+from .probe import QuantProbe, layer_weights
+from .sensitivity import SensitivityReport, measure_sensitivity, quant_at
+from .sparsify import DEFAULT_DELTAS, DeltaChoice, SparsitySweep, choose_deltas, sweep
+
+
+def calibration_thetas(weights: ModelWeights, tokens, timesteps=SPIKE_COUNT_SET,
+                       max_samples: int = DEFAULT_MAX_SAMPLES) -> dict[str, dict[int, float]]:
+    """θ*(D) of every layer for every D (see :mod:`nsllm.quant.calibrate`)."""
+    return theta_table(record_inputs(weights, tokens, max_samples=max_samples), timesteps)
+
+
+def apply_timesteps(probe: QuantProbe, thetas: dict[str, dict[int, float]],
+                    D: dict[str, int]) -> ModelWeights:
+    """The probe's model with the given D per layer (θ: own at the reference D, θ*(D) else)."""
+    quant = {n: quant_at(probe, thetas, n, D.get(n, q.D)) for n, q in probe.base_quant.items()}
+    return with_quant(probe.weights, quant)
+
+
+def quantize_model(weights: ModelWeights, tokens, budget: float, *, metric: str = "kl",
+                   sensitivity: SensitivityReport | None = None,
+                   thetas: dict[str, dict[int, float]] | None = None,
+                   timesteps=SPIKE_COUNT_SET, log=None
+                   ) -> tuple[ModelWeights, Allocation, SensitivityReport]:
+    """Mixed-timestep model under an average-timestep budget (weighted by #weights).
+
+    ``tokens`` is the calibration text. A saved sensitivity report can be passed to skip the
+    measurements (its θ table is then used as well).
+    """
+    probe = QuantProbe(weights, tokens)
+    if sensitivity is None:
+        if thetas is None:
+            thetas = calibration_thetas(weights, tokens, timesteps)
+        sensitivity = measure_sensitivity(probe, thetas, timesteps, log=log)
+    thetas = sensitivity.thetas
+    alloc = allocate(sensitivity.cost_table(metric), layer_weights(weights), budget)
+    return apply_timesteps(probe, thetas, alloc.D), alloc, sensitivity
+
+
+def sparsify_model(weights: ModelWeights, tokens, kl_budget: float, deltas=DEFAULT_DELTAS,
+                   log=None) -> tuple[ModelWeights, DeltaChoice, SparsitySweep]:
+    """δ per layer minimising the weighted firing rate under a KL budget (nats per position)."""
+    probe = QuantProbe(weights, tokens)
+    sw = sweep(probe, deltas, log=log)
+    choice = choose_deltas(sw, layer_weights(weights), kl_budget)
+    quant = {n: replace(q, delta=choice.delta[n]) for n, q in probe.base_quant.items()}
+    return with_quant(probe.weights, quant), choice, sw

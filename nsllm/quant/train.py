@@ -1,0 +1,299 @@
+"""Quantization-aware training of a small spiking byte model (optional extra ``train``: PyTorch).
+
+The PyTorch module mirrors :mod:`nsllm.model.graph` equation for equation, with straight-through
+estimators (STE) where the forward pass is discrete:
+
+* every BitLinear: its own RMSNorm (eps 1e-6) times its norm weight, divided by θ, rounded to a
+  spike count in [−D, D] after the sparsification shift δ (``sign(u)·clip(round(|u| − δ), 0, D)``,
+  STE through the rounding; θ is a learned parameter, LSQ-style: the gradient reaches it through
+  both ``x/θ`` and the ``θ·β`` output gain);
+* weights: latent floats ternarised per tensor with absmean (``β = mean|w|``,
+  ``trit = clip(round(w/β), −1, 1)``), STE;
+* MLGRU: ``f = lb + (1 − lb)·σ(W_f x)``, ``i = SiLU(W_i x)·(1 − f)``, ``h_t = f_t h_{t−1} + i_t``,
+  ``o = W_o(RMSNorm(W_g x)·SiLU(h))``; the recurrence is evaluated as a parallel prefix scan
+  (:func:`mlgru_scan`, ⌈log2 T⌉ tensor steps), so training is not a Python loop over time;
+* GLU channel mixer and the LM head (a BitLinear) as in the graph.
+
+:func:`export_weights` turns the trained module into :class:`~nsllm.model.weights.ModelWeights`
+(trits, β, θ, D, δ), which the integer golden model runs directly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..model.config import DEFAULT_THETA, DEFAULT_TIMESTEPS, ModelConfig, mlp_intermediate_size
+from ..model.weights import ModelWeights, TernaryLinear
+from .ternary import absmean_ternarize
+
+try:
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+except ModuleNotFoundError as e:  # pragma: no cover - exercised only without torch
+    raise ModuleNotFoundError(
+        "nsllm training needs PyTorch: install the extra with "
+        "`.venv/bin/pip install torch==2.13.0` (or `pip install -e '.[train]'`)",
+        name="torch",
+    ) from e
+
+
+def _ste(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Forward ``q``, backward identity to ``x``."""
+    return x + (q - x).detach()
+
+
+def _rms(x: torch.Tensor, eps: float) -> torch.Tensor:
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+
+
+class SpikeBitLinear(nn.Module):
+    """BitLinear with a spike-count input quantizer (takes the unit-normalised input)."""
+
+    def __init__(self, in_f: int, out_f: int, D: int, delta: float, theta: float = DEFAULT_THETA):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_f, in_f) * in_f**-0.5)
+        self.norm_weight = nn.Parameter(torch.ones(in_f))
+        self.theta = nn.Parameter(torch.tensor(float(theta)))
+        self.D = D
+        self.delta = delta
+
+    def ternary(self) -> tuple[torch.Tensor, torch.Tensor]:
+        beta = self.weight.abs().mean().clamp_min(1e-5)
+        trits = (self.weight / beta).round().clamp(-1, 1)
+        return trits, beta
+
+    def spikes(self, xn: torch.Tensor) -> torch.Tensor:
+        u = xn * self.norm_weight / self.theta
+        mag = (u.abs() - self.delta).clamp(0, self.D)
+        return torch.sign(u) * _ste(mag, mag.round())
+
+    def forward(self, xn: torch.Tensor) -> torch.Tensor:
+        trits, beta = self.ternary()
+        w = _ste(self.weight, trits * beta)
+        return F.linear(self.spikes(xn) * self.theta, w)
+
+
+def mlgru_scan(f: torch.Tensor, i: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
+    """``h_t = f_t h_{t−1} + i_t`` over (B, T, d) for all t, as a parallel prefix scan.
+
+    Hillis–Steele scan over the affine maps ``h ↦ f h + i``: after the step with offset k every
+    position holds the composition of the last 2k maps; ⌈log2 T⌉ steps of whole-tensor products,
+    no Python loop over time, and only products of gates in [0, 1] (numerically stable).
+    """
+    a, b = f, i.clone()
+    b[:, 0] = b[:, 0] + f[:, 0] * h0
+    T = f.shape[1]
+    k = 1
+    while k < T:
+        a_prev = F.pad(a[:, :-k], (0, 0, k, 0), value=1.0)
+        b_prev = F.pad(b[:, :-k], (0, 0, k, 0), value=0.0)
+        b = a * b_prev + b
+        a = a * a_prev
+        k *= 2
+    return b
+
+
+class QATModel(nn.Module):
+    """The spiking MatMul-free LM of :mod:`nsllm.model.graph` in PyTorch, for QAT."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        d, V, L = cfg.hidden_size, cfg.vocab_size, cfg.num_layers
+        self.embeddings = nn.Parameter(torch.randn(V, d))
+        self.lower_bounds = nn.Parameter(torch.zeros(L, d))
+        self.norms = nn.ParameterDict()
+        self.linears = nn.ModuleDict()
+        for li in range(L):
+            for n in ("attn_norm", "mlp_norm", "attn_g_norm"):
+                self.norms[f"{li}_{n}"] = nn.Parameter(torch.ones(d))
+        self.norms["final"] = nn.Parameter(torch.ones(d))
+        for name in cfg.ternary_layers():
+            out_f, in_f = cfg.ternary_shape(name)
+            q = cfg.quant[name]
+            self.linears[name.replace(".", "_")] = SpikeBitLinear(in_f, out_f, q.D, q.delta,
+                                                                  q.theta)
+
+    def lin(self, name: str) -> SpikeBitLinear:
+        return self.linears[name.replace(".", "_")]
+
+    def lower_bound(self) -> torch.Tensor:
+        p = torch.softmax(self.lower_bounds, dim=0)
+        return torch.cumsum(p, dim=0) - p[0]
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        eps = self.cfg.norm_eps
+        x = self.embeddings[tokens]
+        lbs = self.lower_bound()
+        B = tokens.shape[0]
+        for li in range(self.cfg.num_layers):
+            p = f"layers.{li}"
+            a = _rms(x, eps) * self.norms[f"{li}_attn_norm"]
+            an = _rms(a, 1e-6)
+            i_pre = self.lin(f"{p}.attn.i_proj")(an)
+            f_pre = self.lin(f"{p}.attn.f_proj")(an)
+            g = self.lin(f"{p}.attn.g_proj")(an)
+            f = torch.sigmoid(f_pre)
+            if li > 0:  # layer 0's lower bound is exactly 0
+                f = lbs[li] + (1 - lbs[li]) * f
+            i = F.silu(i_pre) * (1 - f)
+            h = mlgru_scan(f, i, x.new_zeros(B, x.shape[-1]))
+            gn = _rms(g, eps) * self.norms[f"{li}_attn_g_norm"]
+            o_in = gn * F.silu(h)
+            x = x + self.lin(f"{p}.attn.o_proj")(_rms(o_in, 1e-6))
+            m = _rms(x, eps) * self.norms[f"{li}_mlp_norm"]
+            gate, up = self.lin(f"{p}.mlp.gate_proj")(_rms(m, 1e-6)).chunk(2, dim=-1)
+            z = F.silu(gate) * up
+            x = x + self.lin(f"{p}.mlp.down_proj")(_rms(z, 1e-6))
+        xf = _rms(x, eps) * self.norms["final"]
+        return self.lin("lm_head")(_rms(xf, 1e-6))
+
+
+def export_weights(model: QATModel, name: str = "nsllm-default") -> ModelWeights:
+    """The trained module as :class:`ModelWeights` (absmean trits, learned θ, its D and δ)."""
+    cfg = ModelConfig.from_dict({**model.cfg.to_dict(), "name": name})
+    sd = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in model.state_dict().items()}
+    tensors = {"embeddings.weight": sd["embeddings"], "lower_bounds": sd["lower_bounds"],
+               "norm.weight": sd["norms.final"]}
+    for li in range(cfg.num_layers):
+        tensors[f"layers.{li}.attn_norm.weight"] = sd[f"norms.{li}_attn_norm"]
+        tensors[f"layers.{li}.mlp_norm.weight"] = sd[f"norms.{li}_mlp_norm"]
+        tensors[f"layers.{li}.attn.g_norm.weight"] = sd[f"norms.{li}_attn_g_norm"]
+    linears = {}
+    for lname in cfg.ternary_layers():
+        key = "linears." + lname.replace(".", "_")
+        trits, beta = absmean_ternarize(sd[f"{key}.weight"])
+        linears[lname] = TernaryLinear(trits, sd[f"{key}.norm_weight"])
+        q = cfg.quant[lname]
+        q.weight_scale = beta
+        q.theta = float(abs(sd[f"{key}.theta"]))
+    cfg.validate()
+    return ModelWeights(cfg, tensors, linears)
+
+
+@dataclass
+class TrainSettings:
+    """Everything that determines a training run (stored in the model card)."""
+
+    steps: int = 800
+    seed: int = 0
+    hidden_size: int = 192
+    num_layers: int = 4
+    batch: int = 16
+    seq_len: int = 256
+    lr: float = 3e-3
+    theta_lr: float = 1e-3
+    warmup: int = 100
+    weight_decay: float = 0.01
+    D: int = DEFAULT_TIMESTEPS
+    delta: float = 0.0
+    threads: int = 1
+    eval_every: int = 250
+    extra: dict = field(default_factory=dict)
+
+
+def model_config(s: TrainSettings) -> ModelConfig:
+    cfg = ModelConfig(name="nsllm-default", vocab_size=256, hidden_size=s.hidden_size,
+                      num_layers=s.num_layers,
+                      intermediate_size=mlp_intermediate_size(s.hidden_size), tokenizer="byte")
+    return cfg.with_quant(D=s.D, delta=s.delta)
+
+
+def _batches(data: np.ndarray, s: TrainSettings, rng: np.random.Generator):
+    while True:
+        starts = rng.integers(0, len(data) - s.seq_len - 1, size=s.batch)
+        idx = starts[:, None] + np.arange(s.seq_len + 1)
+        yield torch.from_numpy(data[idx].astype(np.int64))
+
+
+@torch.no_grad()
+def torch_bits_per_byte(model: QATModel, data: np.ndarray, seq_len: int = 512) -> float:
+    """Held-out bits/byte of the QAT module, windows of ``seq_len`` from zero state."""
+    model.eval()
+    n = (len(data) - 1) // seq_len
+    idx = np.arange(n)[:, None] * seq_len + np.arange(seq_len + 1)
+    tok = torch.from_numpy(data[idx].astype(np.int64))
+    total = 0.0
+    for k in range(0, n, 8):
+        b = tok[k:k + 8]
+        logits = model(b[:, :-1])
+        total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), b[:, 1:].reshape(-1),
+                                 reduction="sum").item()
+    model.train()
+    return total / (n * seq_len) / math.log(2)
+
+
+def train(s: TrainSettings, log=print) -> tuple[ModelWeights, dict]:
+    """Train on the pydoc corpus (see :mod:`nsllm.data.corpus`); returns weights and a log."""
+    from ..data.corpus import pydoc_corpus
+
+    torch.manual_seed(s.seed)
+    torch.set_num_threads(s.threads)
+    rng = np.random.default_rng(s.seed)
+    train_text, held_text = pydoc_corpus()
+    train_data = np.frombuffer(train_text.encode("utf-8"), dtype=np.uint8)
+    held_data = np.frombuffer(held_text.encode("utf-8"), dtype=np.uint8)
+    model = QATModel(model_config(s))
+    thetas = [p for n, p in model.named_parameters() if n.endswith(".theta")]
+    decay = [p for n, p in model.named_parameters() if n.endswith(".weight")]
+    other = [p for n, p in model.named_parameters()
+             if not n.endswith(".theta") and not n.endswith(".weight")]
+    opt = torch.optim.AdamW([
+        {"params": decay, "weight_decay": s.weight_decay, "lr": s.lr},
+        {"params": other, "weight_decay": 0.0, "lr": s.lr},
+        {"params": thetas, "weight_decay": 0.0, "lr": s.theta_lr},
+    ], betas=(0.9, 0.95))
+    base = [g["lr"] for g in opt.param_groups]
+    history = []
+    t0 = time.time()
+    batches = _batches(train_data, s, rng)
+    for step in range(1, s.steps + 1):
+        # linear warmup, cosine decay to 10 %
+        if step <= s.warmup:
+            scale = step / s.warmup
+        else:
+            prog = (step - s.warmup) / max(1, s.steps - s.warmup)
+            scale = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * prog))
+        for g, b in zip(opt.param_groups, base, strict=True):
+            g["lr"] = b * scale
+        batch = next(batches)
+        logits = model(batch[:, :-1])
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():
+            for p in thetas:
+                p.clamp_(min=1e-3)
+        if step % 50 == 0 or step == 1:
+            log(f"step {step:5d}  loss {loss.item():.4f}  bpb {loss.item() / math.log(2):.3f}  "
+                f"{time.time() - t0:7.1f}s")
+        if step % s.eval_every == 0 or step == s.steps:
+            bpb = torch_bits_per_byte(model, held_data)
+            history.append({"step": step, "heldout_bpb_torch": round(bpb, 4),
+                            "seconds": round(time.time() - t0, 1)})
+            log(f"  held-out bits/byte (QAT module): {bpb:.4f}")
+    weights = export_weights(model)
+    report = {"settings": s.__dict__, "history": history,
+              "train_seconds": round(time.time() - t0, 1),
+              "train_bytes": int(len(train_data)), "heldout_bytes": int(len(held_data))}
+    return weights, report
+
+
+def main_train(out: str, settings: TrainSettings, card: str | None = None, log=print) -> dict:
+    """Train, save the model (and a JSON card with the training log)."""
+    from ..model.fileformat import save_model
+
+    weights, report = train(settings, log=log)
+    save_model(weights, out)
+    if card:
+        with open(card, "w") as f:
+            json.dump(report, f, indent=2)
+    return report

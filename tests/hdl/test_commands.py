@@ -1,0 +1,45 @@
+"""`nsllm verilog` and the registry's Verilog generation."""
+
+import argparse
+
+import pytest
+
+from nsllm.hdl import commands, registry
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser()
+    commands.register(parser.add_subparsers())
+    return parser.parse_args(argv)
+
+
+def test_verilog_writes_one_module_per_component(tmp_path, capsys):
+    args = parse(["verilog", "--out", str(tmp_path / "v"), "--component", "SpikeEncoder",
+                  "--component", "TritUnpacker2bit"])
+    assert args.func(args) == 0
+    for name in ("SpikeEncoder", "TritUnpacker2bit"):
+        text = (tmp_path / "v" / f"{name}.v").read_text()
+        assert f"module {name}(" in text and "i_stream__payload" in text
+    assert "SpikeEncoder.v" in capsys.readouterr().out
+
+
+def test_verilog_unknown_component_is_an_error(tmp_path):
+    from nsllm.cli import CommandError
+
+    args = parse(["verilog", "--out", str(tmp_path), "--component", "FluxCapacitor"])
+    with pytest.raises(CommandError, match="unknown component.*FluxCapacitor"):
+        args.func(args)
+
+
+def test_board_size_is_larger_than_sim():
+    sim = registry.build("TernaryAccumulatorArray", "sim")
+    board = registry.build("TernaryAccumulatorArray", "board")
+    assert board.lanes * board.batch > sim.lanes * sim.batch
+    assert registry.build("TritUnpacker", "board").word_bytes == 64  # a 512-bit AXI word
+
+
+def test_unknown_size_and_name_are_rejected():
+    with pytest.raises(ValueError, match="size must be one of"):
+        registry.build("SpikeEncoder", "huge")
+    with pytest.raises(KeyError, match="no component named"):
+        registry.get("FluxCapacitor")

@@ -1,0 +1,26 @@
+"""`verilator --lint-only -Wall` on every registered component, with only the documented
+waivers (nsllm.sim.cocotb_runner.VERILATOR_WAIVERS, explained in docs/hardware.md)."""
+
+import pytest
+
+from nsllm.hdl import registry
+from nsllm.sim import toolchain
+from nsllm.sim.cocotb_runner import VERILATOR_WAIVERS
+
+
+def test_every_component_module_is_present():
+    specs = registry.components(strict=True)
+    assert registry.missing_modules() == []
+    for module in registry.COMPONENT_MODULES:
+        assert any(spec.sim().__class__.__module__ == f"nsllm.hdl.{module}"
+                   for spec in specs.values()), f"nsllm.hdl.{module} registers no component"
+
+
+@pytest.mark.parametrize("name", list(registry.components()))
+def test_lint_wall_clean(name, tmp_path):
+    path = registry.write_verilog(name, "sim", tmp_path)
+    waivers = [f"-Wno-{w}" for w in VERILATOR_WAIVERS]
+    result = toolchain.run_verilator(["--lint-only", "-Wall", *waivers, "--top-module", name,
+                                      str(path)], timeout=120)
+    assert result.returncode == 0 and "%Warning" not in result.stderr, \
+        f"{name}: verilator -Wall:\n{result.stderr[:3000]}"

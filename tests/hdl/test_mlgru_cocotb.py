@@ -1,0 +1,12 @@
+"""MLGRUStateUnit on Verilator and Icarus (cocotb), against the golden model."""
+
+import pytest
+
+from nsllm.sim.cocotb_runner import simulator_params
+
+from .cocotb_elementwise import run_elementwise
+
+
+@pytest.mark.parametrize("simulator", simulator_params())
+def test_mlgru_cocotb(simulator):
+    run_elementwise("tests.hdl.cocotb_mlgru", simulator, beats=800, seed=6)

@@ -1,0 +1,175 @@
+"""The host runtime on ModelDevice (the sequencer's golden model behind the core's registers).
+
+The same runtime code drives SimDevice (tests/host/test_device_sim.py and, with the real core,
+tests/host/test_device_core.py).
+"""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from nsllm.host.device import Device, DeviceError, ModelDevice, Reg, read_status
+from nsllm.host.generator import Generator, ModelBackend
+from nsllm.host.image import BuildLimits, ImageError, build_image
+from nsllm.host.program import DESCRIPTOR_BYTES, Interpreter
+from nsllm.host.runtime import CoreBackend, CoreRunner, load_image, read_build_limits
+from nsllm.model import IntegerModel, ModelConfig, random_weights
+from nsllm.model.tokenizer import ByteTokenizer
+
+PORT_BYTES = 8
+
+
+def limits_for(image, **changes) -> BuildLimits:
+    """A build that just fits ``image``."""
+    fit = BuildLimits(port_bytes=image.port_bytes, max_vocab=image.vocab, max_hidden=image.hidden,
+                      max_intermediate=image.intermediate, max_layers=image.layers,
+                      max_D=image.max_D, scratch_entries=image.scratch_entries,
+                      acc_bits=image.acc_bits)
+    return replace(fit, **changes)
+
+
+@pytest.fixture(scope="module")
+def image(tiny_weights):
+    return build_image(tiny_weights, port_bytes=PORT_BYTES, base=0x1000)
+
+
+@pytest.fixture
+def device(image):
+    return ModelDevice(limits_for(image), mem_bytes=image.total_bytes + 0x2000)
+
+
+def test_model_device_is_a_device(device):
+    assert isinstance(device, Device)
+
+
+def test_build_registers_round_trip(device, image):
+    assert read_build_limits(device) == limits_for(image)
+
+
+def test_generation_equals_golden_model(tiny_weights, image, device):
+    tok = ByteTokenizer()
+    golden = Generator(ModelBackend(IntegerModel(tiny_weights), "golden"), tok)
+    backend = CoreBackend(CoreRunner(device, image))
+    core = Generator(backend, tok)
+    for prompt in ["The cat", "0123"]:
+        want = golden.generate(prompt, 12).tokens
+        got = core.generate(prompt, 12).tokens
+        assert got == want
+    summary = backend.summary.as_dict()
+    assert backend.summary.tokens == len("0123") + 12
+    assert summary["bytes_fetched_per_token"] > summary["weight_bytes_per_token"] > 0
+    assert 0 < summary["firing_rate"] <= 1
+
+
+def test_logits_and_counters_match_the_interpreter(tiny_weights, image, device):
+    runner = CoreRunner(device, image)
+    runner.reset()
+    ref = Interpreter(image.raw.rjust(image.total_bytes + image.base, b"\0"),
+                      image.scratch_entries, image.packing)
+    ref.run(image.reset)
+    model = IntegerModel(tiny_weights)
+    state = model.init_state()
+    for tok in [72, 105, 33]:
+        nxt, counters = runner.run_token(tok)
+        stats = ref.run(image.token, token=tok)
+        logits, state = model.step(tok, state)
+        assert np.array_equal(runner.read_logits(), logits[0])
+        assert nxt == ref.token == int(np.argmax(logits[0]))
+        assert counters.weight_bytes == stats.weight_bytes
+        assert counters.spikes_nonzero == stats.spikes_nonzero
+        assert counters.bus_bytes == (stats.weight_bytes + stats.table_bytes
+                                      + len(image.token) * DESCRIPTOR_BYTES)
+
+
+def test_sampling_reads_logits_and_matches_golden(tiny_weights, image, device):
+    tok = ByteTokenizer()
+    golden = Generator(ModelBackend(IntegerModel(tiny_weights), "golden"), tok,
+                       temperature=0.8, seed=3)
+    core = Generator(CoreBackend(CoreRunner(device, image), read_logits=True), tok,
+                     temperature=0.8, seed=3)
+    assert core.generate("ab", 8).tokens == golden.generate("ab", 8).tokens
+    # the generator switches logit reads on for sampling and off for greedy decoding
+    backend = CoreBackend(CoreRunner(device, image))
+    Generator(backend, tok, temperature=0.8)
+    assert backend.read_logits
+    Generator(backend, tok)
+    assert not backend.read_logits
+    with pytest.raises(ValueError, match="read_logits=True"):  # used without a generator
+        backend.to_float(backend.feed([1]))
+
+
+def test_reset_clears_the_recurrent_state(image, device):
+    runner = CoreRunner(device, image)
+    runner.reset()
+    first = [runner.run_token(t)[0] for t in (1, 2, 3)]
+    runner.reset()
+    assert [runner.run_token(t)[0] for t in (1, 2, 3)] == first
+
+
+def test_image_larger_than_build(image):
+    small = ModelDevice(limits_for(image, max_hidden=64, max_layers=2))
+    with pytest.raises(ImageError, match=r"hidden size 128 > 64 \(rebuild with --max-hidden"):
+        load_image(small, image)
+    wide = ModelDevice(limits_for(image, port_bytes=64))
+    with pytest.raises(ImageError, match="8-byte words, the core reads 64-byte words"):
+        load_image(wide, image)
+
+
+def test_wrong_base_and_small_memory(image, device):
+    with pytest.raises(ImageError, match=r"built for DRAM address 0x1000, not 0x2000"):
+        load_image(device, image, base=0x2000)
+    tiny_mem = ModelDevice(limits_for(image), mem_bytes=4096)
+    with pytest.raises(DeviceError, match="larger mem_bytes"):
+        load_image(tiny_mem, image)
+
+
+def test_unknown_opcode_is_a_device_error(image, device):
+    runner = CoreRunner(device, image)
+    bad = runner.loaded.token_addr + 3 * DESCRIPTOR_BYTES
+    device.write(bad, b"\x0e")
+    with pytest.raises(DeviceError, match=r"descriptor 3 of the token program is LINEAR "
+                                          r"\(layers.0.attn.i_proj\).*"
+                                          r"pc=3 opcode=14 .* error=1 unknown opcode"):
+        runner.run_token(5)
+
+
+def test_ctrl_done_clears_on_read(image, device):
+    runner = CoreRunner(device, image)
+    runner.reset()
+    device.start()
+    assert device.reg_read(Reg.CTRL) & 0b1110 == 0b1110  # done, idle, ready
+    assert device.reg_read(Reg.CTRL) & 0b1010 == 0
+    assert read_status(device).pc == len(image.reset) - 1  # PROG_ADDR still at reset
+
+
+def test_other_shapes():
+    cfg = ModelConfig(vocab_size=288, hidden_size=64, num_layers=2, intermediate_size=192,
+                      tokenizer="byte")
+    w = random_weights(cfg, seed=9)
+    image = build_image(w, port_bytes=16, base=0)
+    device = ModelDevice(limits_for(image), mem_bytes=image.total_bytes)
+    runner = CoreRunner(device, image)
+    runner.reset()
+    model = IntegerModel(w)
+    state = model.init_state()
+    for tok in (0, 287, 17):
+        nxt, _ = runner.run_token(tok)
+        logits, state = model.step(tok, state)
+        assert nxt == int(np.argmax(logits[0]))
+    with pytest.raises(ValueError, match=r"token 288 is outside the model's vocabulary \[0, 288\)"):
+        runner.run_token(288)
+
+
+def test_program_longer_than_the_cache(image):
+    small = ModelDevice(limits_for(image), max_ops=len(image.token) - 1)
+    with pytest.raises(ImageError, match=rf"has {len(image.token)} descriptors, the core's "
+                                         rf"program cache holds {len(image.token) - 1}"):
+        load_image(small, image)
+
+
+def test_bad_prog_ops_is_a_device_error(image, device):
+    runner = CoreRunner(device, image)
+    runner.loaded.token_ops = len(image.token) - 1  # END falls outside PROG_OPS
+    with pytest.raises(DeviceError, match=r"error=3 bad program"):
+        runner.run_token(1)
