@@ -25,7 +25,13 @@ from nsllm.data.corpus import calibration_text, pydoc_corpus
 from nsllm.model import DEFAULT_MODEL, load_model
 from nsllm.model.stats import mean_firing_rate
 from nsllm.quant.probe import QuantProbe, layer_weights
-from nsllm.quant.sparsify import DEFAULT_DELTAS, choose_deltas, plot_sweep, sweep
+from nsllm.quant.sparsify import (
+    DEFAULT_DELTAS,
+    choose_deltas,
+    choose_sparsity,
+    plot_sweep,
+    sweep,
+)
 
 
 def main() -> None:
@@ -44,7 +50,8 @@ def main() -> None:
     calib = np.frombuffer(calibration_text(args.calib_bytes).encode(), np.uint8).astype(np.int64)
     held = np.frombuffer(pydoc_corpus()[1].encode(), np.uint8).astype(np.int64)
 
-    sw = sweep(QuantProbe(w, calib, backend="float"), DEFAULT_DELTAS)
+    calib_probe = QuantProbe(w, calib, backend="float")
+    sw = sweep(calib_probe, DEFAULT_DELTAS)
     budgets = [float(b) for b in args.kl_budgets.split(",")]
 
     golden = QuantProbe(w, held, backend="integer")
@@ -56,21 +63,25 @@ def main() -> None:
                       "weighted_firing": mean_firing_rate(m.firing, sizes)})
     chosen = []
     for budget in budgets:
-        choice = choose_deltas(sw, sizes, budget)
-        m = golden.measure({n: replace(q, delta=choice.delta[n])
-                            for n, q in golden.base_quant.items()})
-        chosen.append({"kl_budget": budget, "kl": m.kl, "bits_per_byte": m.bits_per_byte,
-                       "mean_firing": mean_firing_rate(m.firing),
-                       "weighted_firing": mean_firing_rate(m.firing, sizes),
-                       "delta": choice.delta, "firing": m.firing,
-                       "predicted": {"kl": choice.predicted_kl,
+        for method, choice in (("per-layer δ (Lagrangian)", choose_deltas(sw, sizes, budget)),
+                               ("chosen (choose_sparsity)",
+                                choose_sparsity(calib_probe, sw, budget))):
+            m = golden.measure({n: replace(q, delta=choice.delta[n])
+                                for n, q in golden.base_quant.items()})
+            chosen.append({"kl_budget": budget, "method": method, "source": choice.source,
+                           "kl": m.kl, "bits_per_byte": m.bits_per_byte,
+                           "mean_firing": mean_firing_rate(m.firing),
+                           "weighted_firing": mean_firing_rate(m.firing, sizes),
+                           "delta": choice.delta, "firing": m.firing,
+                           "calib": {"kl": choice.predicted_kl,
                                      "weighted_firing": choice.predicted_firing}})
     base = curve[0]
 
     held_sweep = replace(sw, global_curve=curve)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    plot_sweep(held_sweep, out_dir / "sparsify.png", chosen)
+    plot_sweep(held_sweep, out_dir / "sparsify.png",
+               [c for c in chosen if c["method"].startswith("chosen")])
 
     print("| δ (all layers) | firing rate (weighted) | firing rate (mean) | bits/byte | KL |")
     print("| --- | --- | --- | --- | --- |")
@@ -78,11 +89,13 @@ def main() -> None:
         print(f"| {r['delta']:g} | {r['weighted_firing']:.3f} | {r['mean_firing']:.3f} | "
               f"{r['bits_per_byte']:.4f} | {r['kl']:.4f} |")
     for c in chosen:
-        print(f"| per-layer δ, ΣKL ≤ {c['kl_budget']:g} | {c['weighted_firing']:.3f} | "
+        print(f"| {c['method']}, KL ≤ {c['kl_budget']:g}: {c['source']} | "
+              f"{c['weighted_firing']:.3f} | "
               f"{c['mean_firing']:.3f} | {c['bits_per_byte']:.4f} | {c['kl']:.4f} |")
     for c in chosen:
         cut = 1 - c["weighted_firing"] / base["weighted_firing"]
-        print(f"ΣKL ≤ {c['kl_budget']:g}: weighted firing rate {base['weighted_firing']:.3f} → "
+        print(f"{c['method']}, KL ≤ {c['kl_budget']:g}: weighted firing rate "
+              f"{base['weighted_firing']:.3f} → "
               f"{c['weighted_firing']:.3f} ({100 * cut:.1f} % fewer non-zero counts) for "
               f"{c['bits_per_byte'] - base['bits_per_byte']:+.4f} bits/byte; δ ≠ 0: "
               + ", ".join(f"{n}={d:g}" for n, d in c["delta"].items() if d))

@@ -104,7 +104,8 @@ def cmd_quantize(args) -> int:
                "predicted_sensitivity": alloc.sensitivity, "exact": alloc.exact, "D": alloc.D}
     if args.kl_budget is not None:
         out, choice, _ = sparsify_model(out, ids, args.kl_budget)
-        summary.update(delta=choice.delta, predicted_delta_kl=choice.predicted_kl,
+        summary.update(delta=choice.delta, delta_source=choice.source,
+                       predicted_delta_kl=choice.predicted_kl,
                        predicted_weighted_firing=choice.predicted_firing)
     out.config.name = args.name or f"{weights.config.name}-B{args.budget:g}"
     save_model(out, args.out, packing=args.packing)
@@ -129,13 +130,14 @@ def cmd_sparsify(args) -> int:
     if args.report:
         with open(args.report, "w") as f:
             json.dump({"sweep": sw.to_json(), "delta": choice.delta,
-                       "predicted_kl": choice.predicted_kl,
+                       "source": choice.source, "predicted_kl": choice.predicted_kl,
                        "predicted_weighted_firing": choice.predicted_firing}, f, indent=1)
     if args.out:
         save_model(out, args.out, packing=args.packing)
-    print(f"δ per layer chosen under ΣKL ≤ {args.kl_budget}: predicted weighted firing rate "
+    print(f"δ chosen under KL ≤ {args.kl_budget} ({choice.source}): weighted firing rate "
           f"{choice.predicted_firing:.3f} (δ=0 everywhere: "
-          f"{sw.global_curve[0]['weighted_firing']:.3f}), predicted ΣKL {choice.predicted_kl:.4f}"
+          f"{sw.global_curve[0]['weighted_firing']:.3f}), KL {choice.predicted_kl:.4f} on the "
+          "calibration text"
           + (f"; wrote {args.out}" if args.out else ""))
     return 0
 

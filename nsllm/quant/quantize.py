@@ -10,7 +10,7 @@ from .allocation import Allocation, allocate
 from .calibrate import DEFAULT_MAX_SAMPLES, record_inputs, theta_table, with_quant
 from .probe import QuantProbe, layer_weights
 from .sensitivity import SensitivityReport, measure_sensitivity, quant_at
-from .sparsify import DEFAULT_DELTAS, DeltaChoice, SparsitySweep, choose_deltas, sweep
+from .sparsify import DEFAULT_DELTAS, DeltaChoice, SparsitySweep, choose_sparsity, sweep
 
 
 def calibration_thetas(weights: ModelWeights, tokens, timesteps=SPIKE_COUNT_SET,
@@ -48,9 +48,10 @@ def quantize_model(weights: ModelWeights, tokens, budget: float, *, metric: str 
 
 def sparsify_model(weights: ModelWeights, tokens, kl_budget: float, deltas=DEFAULT_DELTAS,
                    log=None) -> tuple[ModelWeights, DeltaChoice, SparsitySweep]:
-    """δ per layer minimising the weighted firing rate under a KL budget (nats per position)."""
+    """δ per layer minimising the weighted firing rate under a KL budget (nats per position);
+    see :func:`nsllm.quant.sparsify.choose_sparsity`."""
     probe = QuantProbe(weights, tokens)
     sw = sweep(probe, deltas, log=log)
-    choice = choose_deltas(sw, layer_weights(weights), kl_budget)
+    choice = choose_sparsity(probe, sw, kl_budget)
     quant = {n: replace(q, delta=choice.delta[n]) for n, q in probe.base_quant.items()}
     return with_quant(probe.weights, quant), choice, sw

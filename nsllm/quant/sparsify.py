@@ -11,8 +11,10 @@ weights, because a zero count skips a whole weight column, so this is the fracti
 traffic left — subject to ``Σ_l ΔKL_l(δ_l) ≤ budget`` (additive model). Solved by Lagrangian
 relaxation: for a multiplier λ every layer independently picks ``argmin rate_l·n_l/N + λ·KL_l``;
 λ is bisected to the smallest value whose choice meets the budget. This finds the optimal points
-on the lower convex hull of each layer's curve; the chosen combination is then measured as a
-whole (interactions are not assumed away in the reported numbers).
+on the lower convex hull of each layer's curve (:func:`choose_deltas`). The per-layer choice is
+then measured as a whole on the probe text and compared with the global curve's points (same δ in
+every layer); the lowest weighted firing rate whose measured KL is within budget is kept
+(:func:`choose_sparsity`), so interactions are never assumed away in what is chosen or reported.
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ class DeltaChoice:
     delta: dict[str, float]
     predicted_kl: float
     predicted_firing: float  #: weighted mean firing rate predicted from the per-layer sweeps
+    source: str = "per-layer"  #: "per-layer" (Lagrangian) or "uniform δ=…" (global curve)
 
 
 def choose_deltas(sw: SparsitySweep, sizes: dict[str, int], kl_budget: float) -> DeltaChoice:
@@ -143,3 +146,31 @@ def plot_sweep(sw: SparsitySweep, path, chosen: dict | list[dict] | None = None)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def choose_sparsity(probe: QuantProbe, sw: SparsitySweep, kl_budget: float) -> DeltaChoice:
+    """The lowest weighted firing rate whose **measured** KL on the probe text is within budget.
+
+    Candidates: the per-layer Lagrangian choice (:func:`choose_deltas`, measured as a whole on the
+    probe text) and every point of the global curve (same δ in every layer, already measured).
+    The additive per-layer model can be pessimistic or optimistic; measuring each candidate as a
+    whole makes the choice honest, and on a model whose layers are similar a uniform small δ can
+    beat a few large per-layer shifts.
+    """
+    sizes = layer_weights(probe.weights)
+    per_layer = choose_deltas(sw, sizes, kl_budget)
+    m = probe.measure({n: replace(q, delta=per_layer.delta[n])
+                       for n, q in probe.base_quant.items()})
+    candidates = [(mean_firing_rate(m.firing, sizes), m.kl, per_layer)]
+    for row in sw.global_curve:
+        d = row["delta"]
+        candidates.append((row["weighted_firing"], row["kl"], DeltaChoice(
+            dict.fromkeys(probe.base_quant, d), row["kl"], row["weighted_firing"],
+            source=f"uniform δ={d:g}")))
+    feasible = [c for c in candidates if c[1] <= kl_budget]
+    if not feasible:  # δ = 0 everywhere is always in the curve; keep the input as it is
+        return DeltaChoice({n: q.delta for n, q in probe.base_quant.items()}, 0.0,
+                           sw.global_curve[0]["weighted_firing"] if sw.global_curve else 1.0,
+                           source="unchanged")
+    firing, kl, choice = min(feasible, key=lambda c: (c[0], c[1]))
+    return replace(choice, predicted_kl=kl, predicted_firing=firing)
