@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-slow lint verilog sim bench clean
+.PHONY: install demo test test-slow lint verilog sim analyze bench resources clean
 
 install: $(STAMP)
 
@@ -43,8 +43,17 @@ verilog: install
 sim: install
 	$(PY) -m pytest -q tests/hdl -k cocotb
 
+analyze: install
+	$(VENV)/bin/nsllm analyze --text pydoc-heldout --study clear-vs-ambiguous --out build/analysis
+
 bench: install
 	$(PY) bench/golden_speed.py
+	$(PY) bench/core_speed.py
+	$(PY) bench/sim_speed.py
+
+# Yosys resource estimates of every component (slow: full synthesis at board size)
+resources: install
+	$(PY) bench/resources.py
 
 clean:
 	rm -rf build .pytest_cache sim_build

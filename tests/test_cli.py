@@ -65,3 +65,14 @@ def test_demo_runs_on_the_simulated_core(capsys):
     assert code == 0, out
     assert "4 tokens, every one equal to the golden model's" in out
     assert "firing rate" in out and "of cycles move data" in out
+
+
+def test_generate_on_the_simulated_core_reports_hardware_counters(capsys):
+    code, out, _ = run(capsys, "generate", "--backend", "sim", "-p", "The ", "-n", "3", "--json")
+    assert code == 0
+    res = json.loads(out)
+    golden = json.loads(run(capsys, "generate", "-p", "The ", "-n", "3", "--json")[1])
+    assert res["backend"] == "sim" and res["tokens"] == golden["tokens"]
+    for key in ("cycles", "cycles_per_token", "bytes_fetched_per_token", "firing_rate"):
+        assert res[key] > 0, key
+    assert res["bytes_fetched_per_token"] > res["weight_bytes_per_token"] > 0

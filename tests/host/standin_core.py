@@ -26,6 +26,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from nsllm.hdl.core import axi_read_signature, axil_signature
 from nsllm.host.device import Reg
 
 STANDIN_BUILD = {  # BUILD_* register values of the stand-in (a pretend core build)
@@ -33,26 +34,6 @@ STANDIN_BUILD = {  # BUILD_* register values of the stand-in (a pretend core bui
     "BUILD_MAX_HIDDEN": 128, "BUILD_MAX_INTER": 512, "BUILD_MAX_LAYERS": 4,
     "BUILD_MAX_OPS": 128,
 }
-
-
-def _axil_signature():
-    """AXI4-Lite from the master's side (the stand-in's ``s_axil`` is its flip)."""
-    return wiring.Signature({
-        "awaddr": Out(12), "awvalid": Out(1), "awready": In(1),
-        "wdata": Out(32), "wstrb": Out(4), "wvalid": Out(1), "wready": In(1),
-        "bresp": In(2), "bvalid": In(1), "bready": Out(1),
-        "araddr": Out(12), "arvalid": Out(1), "arready": In(1),
-        "rdata": In(32), "rresp": In(2), "rvalid": In(1), "rready": Out(1),
-    })
-
-
-def _axi_read_signature(port_bytes: int):
-    return wiring.Signature({
-        "arid": Out(1), "araddr": Out(64), "arlen": Out(8), "arsize": Out(3), "arburst": Out(2),
-        "arvalid": Out(1), "arready": In(1),
-        "rid": In(1), "rdata": In(8 * port_bytes), "rresp": In(2), "rlast": In(1), "rvalid": In(1),
-        "rready": Out(1),
-    })
 
 
 class StandInCore(wiring.Component):
@@ -77,8 +58,8 @@ class StandInCore(wiring.Component):
         self.max_outstanding = max_outstanding
         self.build = {**STANDIN_BUILD, **(build or {})}
         super().__init__({
-            "s_axil": In(_axil_signature()),
-            "m_axi": Out(_axi_read_signature(port_bytes)),
+            "s_axil": In(axil_signature()),
+            "m_axi": Out(axi_read_signature(port_bytes)),
             "irq": Out(1),
         })
 
