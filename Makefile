@@ -4,7 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-slow lint verilog sim analyze bench resources clean
+.PHONY: install demo test test-slow lint verilog sim analyze bench bench-quant resources \
+        train-default clean
 
 install: $(STAMP)
 
@@ -50,6 +51,16 @@ bench: install
 	$(PY) bench/golden_speed.py
 	$(PY) bench/core_speed.py
 	$(PY) bench/sim_speed.py
+
+bench-quant: install
+	$(PY) bench/default_model.py
+	$(PY) bench/allocation.py
+	$(PY) bench/sparsify.py
+
+# Retrain the shipped model (optional extra: the PyTorch CPU build, from a local wheel here)
+train-default: install
+	$(VENV)/bin/pip install torch==2.13.0
+	$(VENV)/bin/nsllm train --out nsllm/data/default.nsllm --steps 800 --seed 0
 
 # Yosys resource estimates of every component (slow: full synthesis at board size)
 resources: install

@@ -1,2 +1,3 @@
-"""Host runtime: backends that run a model (golden, float; later the simulated or real core)
-and the generation loop that drives any of them."""
+"""Host runtime: the Device protocol, model images, the sequencer's NumPy interpreter, the runner
+that drives a device (simulated core or NumPy model), and the generation loop shared by every
+backend (golden model, float reference, core)."""
