@@ -15,8 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from ..model.graph import LanguageModel, greedy
-from ..model.integer import IntegerModel
-from ..model.numerics import from_fixed
+from ..model.stats import float_logits
 
 
 class Backend(Protocol):
@@ -47,7 +46,7 @@ class ModelBackend:
         return logits[0, -1]
 
     def to_float(self, logits: np.ndarray) -> np.ndarray:
-        return from_fixed(logits) if isinstance(self.model, IntegerModel) else logits
+        return float_logits(self.model, logits)
 
 
 @dataclass
