@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import numerics as nx
+from .config import ConfigError
 from .graph import Arithmetic, LanguageModel
 from .weights import ModelWeights
 
@@ -70,6 +71,26 @@ class IntegerParams:
                 enc=nx.quantize_multipliers(lin.norm_weight.astype(np.float64) / q.theta),
                 out=nx.quantize_multipliers(q.theta * q.weight_scale * (1 << nx.ACT_FRAC)),
             )
+        self._check_ranges()
+
+    def _check_ranges(self) -> None:
+        """Refuse multipliers the fixed-point formats cannot hold.
+
+        A multiplier above 2**(MULT_BITS-1) gets a negative shift (a left shift), and products
+        of 24-bit activations with it can leave int64: a norm weight, g/θ or θ·β·2**ACT_FRAC that
+        large means a broken checkpoint or calibration, so it is an error, not a silent wrap.
+        """
+        named = list(self.norms.items())
+        for name, lp in self.linears.items():
+            named += [(f"{name} (norm weight / theta)", lp.enc), (f"{name} (theta · beta)", lp.out)]
+        for name, mult in named:
+            if mult.shift < 0:
+                peak = float(np.max(np.abs(mult.real())))
+                raise ConfigError(
+                    f"{name}: multiplier {peak:.4g} exceeds the fixed-point range "
+                    f"(|v| < {1 << (nx.MULT_BITS - 1)}); check the layer's weights, theta and "
+                    "weight_scale"
+                )
 
 
 class IntegerArithmetic(Arithmetic):

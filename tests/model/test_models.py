@@ -138,3 +138,15 @@ def test_integer_model_error_against_float_is_bounded(seed, d, layers, inter):
     assert np.all(own < BLOCK_BOUND), own
     assert head < HEAD_BOUND
     assert np.all(fixed > 0)  # the measurement can see a difference at all
+
+
+def test_out_of_range_multiplier_is_refused(tiny_weights):
+    import copy
+
+    from nsllm.model.config import ConfigError
+
+    broken = copy.deepcopy(tiny_weights)
+    broken.config.quant["layers.1.attn.f_proj"].theta = 1e-6  # g/θ = 1e6 cannot be represented
+    with pytest.raises(ConfigError, match=r"layers.1.attn.f_proj \(norm weight / theta\): "
+                                          r"multiplier 1e\+06 exceeds the fixed-point range"):
+        IntegerModel(broken)
