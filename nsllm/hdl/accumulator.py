@@ -1,31 +1,37 @@
-"""Ternary accumulator array: ``acc[b][i] = Σ_j W[i, j] · s_b[j]`` with adders only.
+"""The accumulator bank: ``acc[i] += Σ_j W[i, j] · s[j]`` with adders only, in a memory.
 
-Each input beat carries one weight column ``j`` restricted to ``lanes`` output rows (trits from
-:class:`~nsllm.hdl.trits.TritUnpacker`) and the spike counts ``s_b[j]`` of the same input
-neuron for each of ``batch`` sequences, so one weight fetch serves the whole batch. Every lane
-adds, subtracts or skips the count: there is no multiplier anywhere. ``first`` clears the
-accumulators before the beat is added; ``last`` emits them after it.
+Each input beat carries one word of a weight column ``j`` — the trits of ``lanes`` output rows
+(from :class:`~nsllm.hdl.trits.TritUnpacker`) — the spike count ``s[j]`` of that input, and the
+word's index. Every lane adds, subtracts or skips the count: there is no multiplier anywhere.
+The accumulators live in a memory of ``words`` words of ``lanes`` accumulators (the layer's
+outputs, ``lanes`` rows per word), updated by read-modify-write at one beat per cycle; a read
+port that is transparent to the write port makes back-to-back beats on the same word exact.
+A beat with ``first`` set starts its word (writes the term instead of adding it), so no clearing
+pass is needed between layers. The consumer (the requantiser) reads finished words through
+``rd``.
 
 Overflow is impossible by construction: the accumulator width is
 :func:`nsllm.model.numerics.accumulator_bits` ``(fan_in, max_D)``, which holds ``±fan_in·max_D``,
-the largest sum of at most ``fan_in`` terms of magnitude at most ``max_D``. The two premises
-are checked in hardware: a count outside ``[−max_D, max_D]``, a trit of −2, or more than
-``fan_in`` beats in one group set the sticky ``error`` output (and such a beat's out-of-contract
-term is dropped, so the accumulators still cannot wrap).
+the largest sum of at most ``fan_in`` terms of magnitude at most ``max_D``. The premises are
+checked in hardware: a count outside ``[−max_D, max_D]``, a trit of −2 or a word outside the
+memory sets the sticky ``error`` output (and such a beat is dropped, so the accumulators still
+cannot wrap). The sequencer limits a layer's fan-in to the build's ``fan_in``.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from nsllm.model import numerics as nx
 
 from .registry import ComponentSpec
+from .shared_memory import read_signature
 from .trits import TRIT
 
-__all__ = ["TernaryAccumulatorArray", "count_shape", "COMPONENTS"]
+__all__ = ["AccumulatorBank", "acc_word", "beat_layout", "count_shape", "COMPONENTS"]
 
 
 def count_shape(max_D: int):
@@ -33,121 +39,111 @@ def count_shape(max_D: int):
     return signed(max_D.bit_length() + 1)
 
 
-class TernaryAccumulatorArray(wiring.Component):
-    """``batch × lanes`` accumulators fed one weight column per beat, full rate.
+def acc_word(lanes: int, acc_bits: int) -> data.ArrayLayout:
+    return data.ArrayLayout(signed(acc_bits), lanes)
+
+
+def beat_layout(lanes: int, max_D: int, words: int) -> data.StructLayout:
+    """One beat into the bank: trits, the column's spike count, the word, ``first``."""
+    return data.StructLayout({"trits": data.ArrayLayout(TRIT, lanes), "count": count_shape(max_D),
+                              "word": range(max(words, 2)), "first": 1})
+
+
+class AccumulatorBank(wiring.Component):
+    """``words × lanes`` accumulators in a memory, fed one column word per beat, full rate.
 
     Parameters
     ----------
     lanes : int
-        Output rows handled in parallel (trits per beat).
-    batch : int
-        Sequences sharing each weight column.
+        Output rows per word (trits per beat).
+    words : int
+        Words of the memory (the most outputs ÷ lanes).
     fan_in : int
-        Most beats (input columns) in one accumulation group.
+        Most columns accumulated into one output (sets the width).
     max_D : int
-        Largest spike-count magnitude (the layer's D, or the largest D the build serves).
+        Largest spike-count magnitude.
 
     Attributes
     ----------
-    i_stream : In(stream.Signature(in_layout))
-        ``trits``: ``lanes`` trits of the column; ``counts``: ``batch`` spike counts;
-        ``first`` / ``last``: the beat starts / ends an accumulation group.
-    o_stream : Out(stream.Signature(out_layout))
-        ``acc[b][i]``: the finished sums, one beat per group.
+    i_stream : In(stream.Signature(beat_layout(lanes, max_D, words)))
+        Always ready.
+    rd : In(read_signature) — ``addr``, ``en`` in; ``data`` (a word of accumulators) out,
+        one cycle after ``en``.
+    busy : Out(1)
+        A beat is still being added (the memory is not final yet).
     error : Out(1)
-        Sticky: an input broke the contract that makes overflow impossible (see module doc).
+        Sticky: a beat broke the contract that makes overflow impossible (module docstring).
     acc_bits : int
         Accumulator width, ``numerics.accumulator_bits(fan_in, max_D)``.
-
-    The result appears one cycle after the ``last`` beat is accepted; while it waits for the
-    consumer the input is stalled, otherwise one beat is accepted per cycle.
     """
 
-    def __init__(self, lanes: int = 8, batch: int = 2, fan_in: int = 64, max_D: int = 15):
-        for name, value in (("lanes", lanes), ("batch", batch), ("fan_in", fan_in)):
+    def __init__(self, lanes: int = 8, words: int = 4, fan_in: int = 64, max_D: int = 15):
+        for name, value in (("lanes", lanes), ("words", words), ("fan_in", fan_in)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
         if not isinstance(max_D, int) or not 1 <= max_D <= nx.MAX_TIMESTEPS:
             raise ValueError(f"max_D must be an integer in [1, {nx.MAX_TIMESTEPS}], not {max_D!r}")
-        self.lanes, self.batch, self.fan_in, self.max_D = lanes, batch, fan_in, max_D
+        self.lanes, self.words, self.fan_in, self.max_D = lanes, words, fan_in, max_D
         self.acc_bits = nx.accumulator_bits(fan_in, max_D)
         self.count_shape = count_shape(max_D)
-        self.in_layout = data.StructLayout({
-            "trits": data.ArrayLayout(TRIT, lanes),
-            "counts": data.ArrayLayout(self.count_shape, batch),
-            "first": 1,
-            "last": 1,
-        })
-        self.out_layout = data.StructLayout({
-            "acc": data.ArrayLayout(data.ArrayLayout(signed(self.acc_bits), lanes), batch),
-        })
+        self.in_layout = beat_layout(lanes, max_D, words)
+        self.word_layout = acc_word(lanes, self.acc_bits)
         super().__init__({
             "i_stream": In(stream.Signature(self.in_layout)),
-            "o_stream": Out(stream.Signature(self.out_layout)),
+            "rd": In(read_signature(self.word_layout, words)),
+            "busy": Out(1),
             "error": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
         p = self.i_stream.payload
-        # lanes as plain Values, taken once (each view access builds a new view object)
+        m.submodules.mem = mem = Memory(shape=self.word_layout, depth=self.words, init=[])
+        wr = mem.write_port()
+        rmw = mem.read_port(transparent_for=(wr,))
+        out = mem.read_port()
+        m.d.comb += [out.addr.eq(self.rd.addr), out.en.eq(self.rd.en),
+                     self.rd.data.eq(out.data), self.i_stream.ready.eq(1)]
+
+        # contract checks: count range, trit range, word range
+        c = p.count
+        count_ok = (c >= -self.max_D) & (c <= self.max_D)
         trits = [p.trits[i] for i in range(self.lanes)]
-        counts = [p.counts[b] for b in range(self.batch)]
-        # one register per accumulator (not slices of the wide payload signal, which makes
-        # elaboration quadratic in its width); the output reads them directly
-        acc = [[Signal(signed(self.acc_bits), name=f"acc_{b}_{i}") for i in range(self.lanes)]
-               for b in range(self.batch)]
-        m.d.comb += Value.cast(self.o_stream.payload.acc).eq(Cat(a for row in acc for a in row))
-
-        take = Signal()
-        m.d.comb += [
-            self.i_stream.ready.eq(~self.o_stream.valid | self.o_stream.ready),
-            take.eq(self.i_stream.valid & self.i_stream.ready),
-        ]
-
-        # contract checks: count range, trit range, group length
-        beats = Signal(range(self.fan_in + 2))  # beats in the current group, saturating
-        beats_now = Mux(p.first, 0, beats) + 1
-        count_ok = Signal(self.batch)
-        for b in range(self.batch):
-            c = counts[b]
-            m.d.comb += count_ok[b].eq((c >= -self.max_D) & (c <= self.max_D))
-        trit_ok = Signal()
-        m.d.comb += trit_ok.eq(~Cat(t == -2 for t in trits).any())
-        group_ok = beats_now <= self.fan_in
+        trit_ok = ~Cat(t == -2 for t in trits).any()
+        word_ok = p.word < self.words
         beat_ok = Signal()
-        m.d.comb += beat_ok.eq(count_ok.all() & trit_ok & group_ok)
+        m.d.comb += beat_ok.eq(count_ok & trit_ok & word_ok)
+        take = self.i_stream.valid
 
-        with m.If(take):
-            m.d.sync += beats.eq(Mux(beats_now > self.fan_in, self.fan_in + 1, beats_now))
-            with m.If(~beat_ok):
-                m.d.sync += self.error.eq(1)
-            for b in range(self.batch):
-                # per batch row: the count (zero for an out-of-contract beat) and its negation
-                pos = Signal(self.count_shape, name=f"pos_count_{b}")
-                neg = Signal(signed(self.count_shape.width + 1), name=f"neg_count_{b}")
-                m.d.comb += [pos.eq(Mux(beat_ok, counts[b], 0)), neg.eq(-pos)]
-                for i in range(self.lanes):
-                    t = trits[i]  # 01 → +1, 11 → −1, 00 → 0 (10 is refused by beat_ok)
-                    # add, subtract or skip: the only arithmetic is one adder per accumulator
-                    term = Mux(t[1], neg, Mux(t[0], pos, 0))
-                    base = Mux(p.first, 0, acc[b][i])
-                    m.d.sync += acc[b][i].eq(base + term)
-
-        with m.If(take & p.last):
-            m.d.sync += self.o_stream.valid.eq(1)
-        with m.Elif(self.o_stream.ready):
-            m.d.sync += self.o_stream.valid.eq(0)
+        # stage 0: read the word, form each lane's term (the count, its negation, or 0)
+        v1, first1 = Signal(), Signal()
+        word1 = Signal.like(p.word)
+        terms = Signal(data.ArrayLayout(signed(self.count_shape.width + 1), self.lanes))
+        pos = Signal(self.count_shape)
+        neg = Signal(signed(self.count_shape.width + 1))
+        m.d.comb += [pos.eq(Mux(beat_ok, c, 0)), neg.eq(-pos),
+                     rmw.addr.eq(p.word), rmw.en.eq(take)]
+        m.d.sync += [v1.eq(take & beat_ok), first1.eq(p.first), word1.eq(p.word)]
+        for i, t in enumerate(trits):
+            # 01 → +1, 11 → −1, 00 → 0 (10 is refused by beat_ok)
+            m.d.sync += terms[i].eq(Mux(t[1], neg, Mux(t[0], pos, 0)))
+        with m.If(take & ~beat_ok):
+            m.d.sync += self.error.eq(1)
+        # stage 1: add (or start) and write back
+        m.d.comb += [wr.addr.eq(word1), wr.en.eq(v1)]
+        for i in range(self.lanes):
+            m.d.comb += wr.data[i].eq(Mux(first1, 0, rmw.data[i]) + terms[i])
+        m.d.comb += self.busy.eq(take | v1)
         return m
 
 
 COMPONENTS = {
-    "TernaryAccumulatorArray": ComponentSpec(
-        "TernaryAccumulatorArray",
-        sim=lambda: TernaryAccumulatorArray(lanes=8, batch=2, fan_in=64, max_D=15),
-        # 256 lanes = one 512-bit word of 2-bit trits; fan-in 8192 covers the 2.7B model's
-        # 6912-wide MLP down projection; D up to 15, the largest of numerics.SPIKE_COUNT_SET
-        board=lambda: TernaryAccumulatorArray(lanes=256, batch=4, fan_in=8192, max_D=15),
-        summary="multiplier-free ternary accumulate: lanes × batch add/subtract/skip",
+    "AccumulatorBank": ComponentSpec(
+        "AccumulatorBank",
+        sim=lambda: AccumulatorBank(lanes=32, words=32, fan_in=512, max_D=15),
+        # one 512-bit word of base-3 trits (320 lanes); 125 words hold the 32000 logits of the
+        # LM head at 256 lanes (2bit); fan-in 8192 covers the 2.7B model's MLP down projection
+        board=lambda: AccumulatorBank(lanes=320, words=125, fan_in=8192, max_D=15),
+        summary="multiplier-free ternary accumulate: lanes of add/subtract/skip, memory-backed",
     ),
 }

@@ -35,7 +35,7 @@ from .registry import ComponentSpec
 from .trits import TRIT
 
 __all__ = [
-    "MembraneScale", "SpikeEncoder", "SpikeTrainEmitter", "SpikeIndexFilter",
+    "EncoderArray", "MembraneScale", "SpikeEncoder", "SpikeTrainEmitter", "SpikeIndexFilter",
     "ACT_SHAPE", "MULT_SHAPE", "POTENTIAL_SHAPE", "COMPONENTS",
 ]
 
@@ -280,46 +280,165 @@ class SpikeTrainEmitter(wiring.Component):
 
 
 class SpikeIndexFilter(wiring.Component):
-    """(index, count) beats → only those with a non-zero count: the inputs that fired.
+    """Beats of spike counts → one (index, count) per cycle for the non-zero ones: the inputs
+    that fired, which is what the weight streamer fetches columns for.
 
-    The weight streamer fetches column ``index`` only for these. The beat with ``last`` set is
-    always passed (even with a zero count) so that every group still ends with exactly one
-    ``last``; a consumer skips a zero count. All other output beats have non-zero counts.
+    With ``lanes = 1`` a beat is one (index, count, last); with more, a beat holds ``lanes``
+    counts of the inputs ``index … index + lanes − 1`` and the filter emits the non-zero ones in
+    order, one per cycle (the lowest lane first), so a beat takes as many cycles as it has
+    spikes (at least one). The last item of the beat with ``last`` set carries ``last``; if that
+    beat has no spikes left, a zero-count item with ``last`` is emitted so that every group
+    still ends with exactly one ``last`` — a consumer skips zero counts. ``side`` (optional) is
+    carried from each beat to its items.
 
     Parameters
     ----------
     max_D : int
     index_bits : int
+    lanes : int
+    side : shape, optional
 
     Attributes
     ----------
-    i_stream, o_stream : stream.Signature(StructLayout({"index", "count", "last"}))
+    i_stream : stream of ``{index, count, last}`` (lanes = 1) or ``{index, counts[lanes], last}``
+    o_stream : stream of ``{index, count, last}`` (plus ``side``)
 
-    One register stage, full rate.
+    One register stage, full rate (lanes = 1).
     """
 
-    def __init__(self, max_D: int = max(nx.SPIKE_COUNT_SET), index_bits: int = 16):
+    def __init__(self, max_D: int = max(nx.SPIKE_COUNT_SET), index_bits: int = 16,
+                 lanes: int = 1, side=None):
         _check_max_D(max_D)
-        _check_positive(index_bits=index_bits)
-        self.max_D, self.index_bits = max_D, index_bits
-        self.layout = data.StructLayout({
-            "index": unsigned(index_bits), "count": count_shape(max_D), "last": 1})
-        self.in_layout = self.out_layout = self.layout
+        _check_positive(index_bits=index_bits, lanes=lanes)
+        self.max_D, self.index_bits, self.lanes = max_D, index_bits, lanes
+        out = {"index": unsigned(index_bits), "count": count_shape(max_D), "last": 1}
+        if side is not None:
+            out["side"] = side
+        self.out_layout = data.StructLayout(out)
+        if lanes == 1:
+            self.in_layout = self.out_layout
+        else:
+            inp = {"index": unsigned(index_bits),
+                   "counts": data.ArrayLayout(count_shape(max_D), lanes), "last": 1}
+            if side is not None:
+                inp["side"] = side
+            self.in_layout = data.StructLayout(inp)
+        self.layout = self.out_layout
         super().__init__({
-            "i_stream": In(stream.Signature(self.layout)),
-            "o_stream": Out(stream.Signature(self.layout)),
+            "i_stream": In(stream.Signature(self.in_layout)),
+            "o_stream": Out(stream.Signature(self.out_layout)),
         })
 
     def elaborate(self, platform):
         m = Module()
         i, o = self.i_stream, self.o_stream
-        advance = ~o.valid | o.ready
-        m.d.comb += i.ready.eq(advance)
-        fired = i.payload.count.any() | i.payload.last
-        with m.If(advance):
-            m.d.sync += o.valid.eq(i.valid & fired)
+        has_side = "side" in self.out_layout.members
+        if self.lanes == 1:
+            advance = ~o.valid | o.ready
+            m.d.comb += i.ready.eq(advance)
+            fired = i.payload.count.any() | i.payload.last
+            with m.If(advance):
+                m.d.sync += o.valid.eq(i.valid & fired)
+                with m.If(i.valid):
+                    m.d.sync += o.payload.eq(i.payload)
+            return m
+
+        L = self.lanes
+        held = Signal(self.in_layout)
+        held_valid = Signal()
+        mask = Signal(L)  # lanes of the held beat still to emit
+        lowest = Signal(range(L))
+        for k in reversed(range(L)):
+            with m.If(mask[k]):
+                m.d.comb += lowest.eq(k)
+        single = Signal()  # exactly one lane left
+        m.d.comb += single.eq((mask & (mask - 1)) == 0)
+        # an item: the lowest lane left, or the zero-count closing item of a spike-less last beat
+        m.d.comb += [
+            o.valid.eq(held_valid & (mask.any() | held.last)),
+            o.payload.index.eq(held.index + Mux(mask.any(), lowest, 0)),
+            o.payload.count.eq(Mux(mask.any(), held.counts[lowest], 0)),
+            o.payload.last.eq(held.last & (single | ~mask.any())),
+        ]
+        if has_side:
+            m.d.comb += o.payload.side.eq(held.side)
+        final = o.valid & o.ready & (single | ~mask.any())
+        free = ~held_valid | (~mask.any() & ~held.last) | final
+        m.d.comb += i.ready.eq(free)
+        with m.If(o.valid & o.ready):
+            m.d.sync += mask.eq(mask & ~(1 << lowest))
+        with m.If(free):
+            m.d.sync += held_valid.eq(i.valid)
             with m.If(i.valid):
-                m.d.sync += o.payload.eq(i.payload)
+                m.d.sync += [held.eq(i.payload),
+                             mask.eq(Cat(i.payload.counts[k] != 0 for k in range(L)))]
+        return m
+
+
+class EncoderArray(wiring.Component):
+    """``lanes`` I-LIF encoders in lockstep: a word of activations and of encoder mantissas →
+    a word of spike counts (``numerics.encode_q``), one word per cycle.
+
+    Each lane is a :class:`MembraneScale` (``x · mant``, the one multiply) followed by a
+    :class:`SpikeEncoder` (shift, δ, clip to ±D); ``D``, ``delta_q`` and ``shift`` are shared.
+    Latency 2, global stall.
+
+    Attributes
+    ----------
+    i_stream : In(stream({"x": ArrayLayout(ACT, lanes), "mant": ArrayLayout(signed(32), lanes),
+        "index", "last"}))
+        ``mant`` is a table word (int32 entries; the low MULT_BITS are the mantissa).
+    o_stream : Out(stream({"counts": ArrayLayout(count, lanes), "index", "last"}))
+    D, delta_q, shift : In
+    error : Out(1)
+        Sticky: some lane's encoder saw D or shift out of range.
+    """
+
+    def __init__(self, lanes: int, max_D: int, *, shift_max: int = ENC_SHIFT_MAX,
+                 index_bits: int = 16):
+        _check_positive(lanes=lanes, index_bits=index_bits)
+        _check_max_D(max_D)
+        self.lanes, self.max_D, self.index_bits = lanes, max_D, index_bits
+        self.shift_max = shift_max
+        probe = SpikeEncoder(max_D, shift_min=0, shift_max=shift_max, index_bits=index_bits)
+        probe._MustUse__silence = True
+        self.count_shape = probe.count_shape
+        self.in_layout = data.StructLayout({
+            "x": data.ArrayLayout(ACT_SHAPE, lanes), "mant": data.ArrayLayout(signed(32), lanes),
+            "index": unsigned(index_bits), "last": 1})
+        self.out_layout = data.StructLayout({
+            "counts": data.ArrayLayout(self.count_shape, lanes), "index": unsigned(index_bits),
+            "last": 1})
+        super().__init__({
+            "i_stream": In(stream.Signature(self.in_layout)),
+            "o_stream": Out(stream.Signature(self.out_layout)),
+            "D": In(range(max_D + 1)),
+            "delta_q": In(unsigned(probe.delta_bits)),
+            "shift": In(len(probe.shift)),
+            "error": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        i, o = self.i_stream, self.o_stream
+        errors = []
+        for k in range(self.lanes):
+            scale = m.submodules[f"scale{k}"] = MembraneScale(index_bits=self.index_bits)
+            enc = m.submodules[f"encoder{k}"] = SpikeEncoder(
+                self.max_D, shift_min=0, shift_max=self.shift_max, index_bits=self.index_bits)
+            wiring.connect(m, scale.o_stream, enc.i_stream)
+            m.d.comb += [
+                scale.i_stream.valid.eq(i.valid), scale.i_stream.p.x.eq(i.p.x[k]),
+                scale.i_stream.p.mant.eq(i.p.mant[k][:nx.MULT_BITS]),
+                scale.i_stream.p.index.eq(i.p.index), scale.i_stream.p.last.eq(i.p.last),
+                enc.D.eq(self.D), enc.delta_q.eq(self.delta_q), enc.shift.eq(self.shift),
+                enc.o_stream.ready.eq(o.ready), o.p.counts[k].eq(enc.o_stream.p.count),
+            ]
+            errors.append(enc.error)
+            if k == 0:  # the lanes run in lockstep: lane 0 speaks for all
+                m.d.comb += [i.ready.eq(scale.i_stream.ready), o.valid.eq(enc.o_stream.valid),
+                             o.p.index.eq(enc.o_stream.p.index), o.p.last.eq(enc.o_stream.p.last)]
+        m.d.comb += self.error.eq(Cat(*errors).any())
         return m
 
 
@@ -346,8 +465,14 @@ COMPONENTS = {
     ),
     "SpikeIndexFilter": ComponentSpec(
         "SpikeIndexFilter",
-        sim=lambda: SpikeIndexFilter(_D_BOARD, index_bits=8),
-        board=lambda: SpikeIndexFilter(_D_BOARD, index_bits=16),
-        summary="(index, count) → only fired inputs, for the weight streamer",
+        sim=lambda: SpikeIndexFilter(_D_BOARD, index_bits=8, lanes=8),
+        board=lambda: SpikeIndexFilter(_D_BOARD, index_bits=16, lanes=16),
+        summary="words of counts → (index, count) of the fired inputs, one per cycle",
+    ),
+    "EncoderArray": ComponentSpec(
+        "EncoderArray",
+        sim=lambda: EncoderArray(8, _D_BOARD, index_bits=8),
+        board=lambda: EncoderArray(16, _D_BOARD, index_bits=16),
+        summary="lanes of x·mant → I-LIF spike counts (the core's encoder)",
     ),
 }

@@ -63,7 +63,10 @@ class TritUnpacker(wiring.Component):
 
     Parameters
     ----------
-    packing : {"2bit", "base3"}
+    packing : {"2bit", "base3"} or a tuple of both
+        The packing(s) decoded. With both, the ``base3`` input chooses per word (the core sets
+        it per LINEAR from its descriptor) and the output has the lanes of the wider one
+        (``5·word_bytes``); a 2-bit word fills the first ``4·word_bytes`` lanes, the rest are 0.
     word_bytes : int
         Bytes per input word (64 for a 512-bit AXI bus).
     side : shape, optional
@@ -74,22 +77,27 @@ class TritUnpacker(wiring.Component):
     ----------
     i_stream : In(stream.Signature(StructLayout({"word": unsigned(8·word_bytes)[, "side"]})))
     o_stream : Out(stream.Signature(StructLayout({"trits": ArrayLayout(TRIT, lanes)[, "side"]})))
-        ``lanes = 4·word_bytes`` (2bit) or ``5·word_bytes`` (base3); trit ``i`` is row ``i`` of
-        the column slice held by the word.
+        Trit ``i`` is row ``i`` of the column slice held by the word.
+    base3 : In(1)
+        Only with both packings: decode the word as base3 (else 2bit). Held with the word.
     error : Out(1)
         Sticky: an invalid code was seen since reset.
 
     Latency is one cycle (a single register stage).
     """
 
-    def __init__(self, packing: str = "base3", word_bytes: int = 4, *, side=None):
-        if packing not in PACKINGS:
-            raise ValueError(f"packing must be one of {PACKINGS}, not {packing!r}")
+    def __init__(self, packing="base3", word_bytes: int = 4, *, side=None):
+        packings = (packing,) if isinstance(packing, str) else tuple(packing)
+        if not packings or any(p not in PACKINGS for p in packings) or len(set(packings)) != len(
+                packings):
+            raise ValueError(f"packing must be one of {PACKINGS} or a tuple of them, not "
+                             f"{packing!r}")
         if not isinstance(word_bytes, int) or word_bytes < 1:
             raise ValueError(f"word_bytes must be a positive integer, not {word_bytes!r}")
-        self.packing = packing
+        self.packings = tuple(p for p in PACKINGS if p in packings)
+        self.packing = self.packings[0] if len(self.packings) == 1 else None
         self.word_bytes = word_bytes
-        self.lanes = TRITS_PER_BYTE[packing] * word_bytes
+        self.lanes = max(TRITS_PER_BYTE[p] for p in self.packings) * word_bytes
         in_fields = {"word": unsigned(8 * word_bytes)}
         out_fields = {"trits": data.ArrayLayout(TRIT, self.lanes)}
         if side is not None:
@@ -97,34 +105,51 @@ class TritUnpacker(wiring.Component):
             out_fields["side"] = side
         self.in_layout = data.StructLayout(in_fields)
         self.out_layout = data.StructLayout(out_fields)
-        super().__init__({
+        members = {
             "i_stream": In(stream.Signature(self.in_layout)),
             "o_stream": Out(stream.Signature(self.out_layout)),
             "error": Out(1),
-        })
+        }
+        if len(self.packings) > 1:
+            members["base3"] = In(1)
+        super().__init__(members)
 
-    def elaborate(self, platform):
-        m = Module()
-        table, per_group = decode_table(self.packing)
-        group_bits = _GROUP_BITS[self.packing]
-        word = self.i_stream.payload.word
-
+    def _decode(self, m, packing: str, word):
+        """(trits, invalid) of ``word`` in ``packing``: one ROM read port per group."""
+        table, per_group = decode_table(packing)
+        group_bits = _GROUP_BITS[packing]
         # the decode table as a ROM (11 bits per base-3 byte: five trits and an invalid flag),
         # one asynchronous read port per group: synthesis turns it into LUTs
         entry = data.StructLayout({"trits": data.ArrayLayout(TRIT, per_group), "invalid": 1})
         init = [{"trits": [0] * per_group, "invalid": 1} if trits is None
                 else {"trits": list(trits), "invalid": 0} for trits in table]
-        m.submodules.decode_rom = rom = Memory(shape=entry, depth=len(table), init=init)
-
-        decoded = Signal(data.ArrayLayout(TRIT, self.lanes))
-        invalid = Signal(len(word) // group_bits)
-        for g in range(len(word) // group_bits):
+        m.submodules[f"decode_{packing}"] = rom = Memory(shape=entry, depth=len(table), init=init)
+        groups = len(word) // group_bits
+        decoded = Signal(data.ArrayLayout(TRIT, groups * per_group), name=f"decoded_{packing}")
+        invalid = Signal(groups, name=f"invalid_{packing}")
+        for g in range(groups):
             port = rom.read_port(domain="comb")
             m.d.comb += [
                 port.addr.eq(word[g * group_bits:(g + 1) * group_bits]),
                 decoded[g * per_group:(g + 1) * per_group].eq(port.data.trits),
                 invalid[g].eq(port.data.invalid),
             ]
+        return decoded, invalid.any()
+
+    def elaborate(self, platform):
+        m = Module()
+        word = self.i_stream.payload.word
+        decoded = Signal(data.ArrayLayout(TRIT, self.lanes))
+        invalid = Signal()
+        results = {p: self._decode(m, p, word) for p in self.packings}
+        if len(self.packings) == 1:
+            (trits, bad), = results.values()
+            m.d.comb += [decoded.eq(trits), invalid.eq(bad)]
+        else:
+            with m.If(self.base3):
+                m.d.comb += [decoded.eq(results["base3"][0]), invalid.eq(results["base3"][1])]
+            with m.Else():
+                m.d.comb += [decoded.eq(results["2bit"][0]), invalid.eq(results["2bit"][1])]
 
         # one register stage; the input is taken whenever the output slot is free or emptying
         advance = ~self.o_stream.valid | self.o_stream.ready
@@ -135,7 +160,7 @@ class TritUnpacker(wiring.Component):
                 m.d.sync += self.o_stream.payload.trits.eq(decoded)
                 if "side" in self.in_layout.members:
                     m.d.sync += self.o_stream.payload.side.eq(self.i_stream.payload.side)
-                with m.If(invalid.any()):
+                with m.If(invalid):
                     m.d.sync += self.error.eq(1)
         return m
 

@@ -1,11 +1,14 @@
 """The ``Device`` protocol: one host API for the simulated core and the board.
 
 Every back end — :class:`~nsllm.sim.verilator_device.SimDevice` (the generated RTL in
-Verilator), :class:`ModelDevice` (the sequencer's NumPy golden model behind the same register
-map), and later an ``XrtDevice`` on the VCK190 — offers the same six calls, so the runtime
-(:mod:`nsllm.host.runtime`) is written once:
+Verilator or Icarus), :class:`ModelDevice` (the interpreter behind the same register map), and
+``XrtDevice`` on the VCK190 (:mod:`nsllm.boards.xrt`) — offers the same seven calls, so the
+runtime (:mod:`nsllm.host.runtime`) is written once:
 
-``write(addr, data)`` / ``read(addr, n)``   device DRAM (bulk, no bus cycles)
+``alloc(nbytes, arg)``                      a buffer for kernel argument ``arg`` (``image``,
+                                            ``weights0`` …; on the board: in that argument's
+                                            memory bank); returns its device address
+``write(addr, data)`` / ``read(addr, n)``   device memory (bulk, no bus cycles)
 ``reg_write(off, value)`` / ``reg_read(off)``   the core's AXI4-Lite registers (:class:`Reg`)
 ``start()``                                 ap_start (fails if a run is in progress)
 ``wait(timeout)``                           until ap_done; :class:`DeviceTimeout` on expiry
@@ -18,58 +21,35 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from enum import IntEnum
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 import numpy as np
 
-from .image import BuildLimits
-from .program import DESCRIPTOR_BYTES, Instr, Interpreter, Op
+from ..isa import (
+    CTRL_DONE,
+    CTRL_IDLE,
+    CTRL_READY,
+    CTRL_START,
+    DESCRIPTOR_BYTES,
+    ERROR_DOCS,
+    MAX_WEIGHT_PORTS,
+    BuildLimits,
+    ErrorCode,
+    Instr,
+    Op,
+    Reg,
+    Regions,
+    UnknownOpcode,
+)
+from ..isa.layout import check_program
+from ..isa.registers import REGISTER_MAP, Access, build_register_values
+from .program import CoreFault, Interpreter
 
 __all__ = [
-    "CoreStatus", "Device", "DeviceError", "DeviceTimeout", "ModelDevice", "Reg",
-    "read_status", "timeout_error",
+    "CTRL_DONE", "CTRL_IDLE", "CTRL_READY", "CTRL_START", "CoreStatus", "Device", "DeviceError",
+    "DeviceTimeout", "FlatAllocator", "ModelDevice", "Reg", "read_status",
+    "timeout_error",
 ]
-
-
-class Reg(IntEnum):
-    """Byte offsets of the core's 32-bit registers (docs/runtime.md; Vitis ap_ctrl_hs at 0x00)."""
-
-    CTRL = 0x00  #: bit0 ap_start, bit1 ap_done (clear on read), bit2 ap_idle, bit3 ap_ready
-    GIE = 0x04
-    IER = 0x08
-    ISR = 0x0C
-    PROG_ADDR_LO = 0x10
-    PROG_ADDR_HI = 0x14
-    TOKEN_IN = 0x18
-    TOKEN_OUT = 0x1C
-    CYCLES_LO = 0x20
-    CYCLES_HI = 0x24
-    WEIGHT_BYTES = 0x28
-    BUS_BYTES = 0x2C
-    SPIKES_NONZERO = 0x30
-    SPIKES_TOTAL = 0x34
-    STATUS = 0x38  #: 15:0 pc, 19:16 opcode, 24 busy, 31:28 error
-    SCRATCH_ADDR = 0x3C
-    SCRATCH_DATA = 0x40
-    BUILD_PORT_BYTES = 0x44
-    BUILD_SCRATCH = 0x48
-    BUILD_MAX_D = 0x4C
-    BUILD_ACC_BITS = 0x50
-    BUILD_MAX_VOCAB = 0x54
-    BUILD_MAX_HIDDEN = 0x58
-    BUILD_MAX_INTER = 0x5C
-    BUILD_MAX_LAYERS = 0x60
-    PROG_OPS = 0x64  #: descriptors in the program at PROG_ADDR (the core caches the program)
-    BUILD_MAX_OPS = 0x68  #: program cache capacity, descriptors
-    CACHE_FLUSH = 0x6C  #: any write forgets the cached program (after rewriting programs in DRAM)
-
-
-CTRL_START, CTRL_DONE, CTRL_IDLE, CTRL_READY = 1, 2, 4, 8
-#: STATUS error codes (bits 31:28)
-ERROR_CODES = {0: "none", 1: "unknown opcode", 2: "AXI read error",
-               3: "bad program (PROG_OPS 0 or above BUILD_MAX_OPS, or no END)"}
-ERR_OPCODE, ERR_AXI, ERR_PROGRAM = 1, 2, 3
 
 
 class DeviceError(RuntimeError):
@@ -84,15 +64,17 @@ class DeviceTimeout(DeviceError, TimeoutError):
         self.status = status
 
 
-@runtime_checkable
 class Device(Protocol):
-    """A core plus its DRAM, simulated or real (see the module docstring)."""
+    """A core plus its memory, simulated or real (see the module docstring)."""
+
+    def alloc(self, nbytes: int, arg: str) -> int:
+        """A buffer of ``nbytes`` for kernel argument ``arg``; returns its device address."""
 
     def write(self, addr: int, data: bytes) -> None:
-        """Copy ``data`` into device DRAM at byte address ``addr``."""
+        """Copy ``data`` into device memory at byte address ``addr``."""
 
     def read(self, addr: int, n: int) -> bytes:
-        """Read ``n`` bytes of device DRAM at ``addr``."""
+        """Read ``n`` bytes of device memory at ``addr``."""
 
     def reg_write(self, offset: int, value: int) -> None:
         """Write a 32-bit register (:class:`Reg`) over AXI4-Lite."""
@@ -108,6 +90,27 @@ class Device(Protocol):
         ``timeout`` seconds (``None``: the device's default)."""
 
 
+class FlatAllocator:
+    """Buffers in one flat memory (the simulated DRAM): 4 KiB aligned, from ``start`` up."""
+
+    ALIGN = 4096
+
+    def __init__(self, mem_bytes: int, start: int = 0x1000):
+        self.mem_bytes = mem_bytes
+        self.next = start
+
+    def alloc(self, nbytes: int, arg: str) -> int:
+        if nbytes < 0:
+            raise ValueError(f"buffer size must be ≥ 0, not {nbytes}")
+        addr = self.next + (-self.next % self.ALIGN)
+        if addr + nbytes > self.mem_bytes:
+            raise DeviceError(f"no room for the {nbytes}-byte buffer {arg!r}: the device has "
+                              f"{self.mem_bytes} bytes and {addr} are in use; create the device "
+                              "with a larger mem_bytes")
+        self.next = addr + max(nbytes, 1)
+        return addr
+
+
 @dataclass(frozen=True)
 class CoreStatus:
     """A snapshot of the control and status registers, decoded."""
@@ -115,6 +118,7 @@ class CoreStatus:
     ctrl: int
     status: int
     cycles: int
+    error_info: int = 0
 
     @property
     def pc(self) -> int:
@@ -122,7 +126,7 @@ class CoreStatus:
 
     @property
     def opcode(self) -> int:
-        return (self.status >> 16) & 0xF
+        return (self.status >> 16) & 0xFF
 
     @property
     def busy(self) -> bool:
@@ -140,16 +144,22 @@ class CoreStatus:
         flags = " ".join(f"{name}={int(bool(self.ctrl & bit))}" for name, bit in
                          [("ap_start", CTRL_START), ("ap_done", CTRL_DONE),
                           ("ap_idle", CTRL_IDLE), ("ap_ready", CTRL_READY)])
+        try:
+            what = ERROR_DOCS[ErrorCode(self.error)]
+        except ValueError:
+            what = "unknown error code"
+        info = f" ERROR_INFO={self.error_info:#x}" if self.error_info else ""
         return (f"CTRL={self.ctrl:#x} ({flags}); STATUS={self.status:#010x} (pc={self.pc} "
-                f"opcode={self.opcode} {op} busy={int(self.busy)} error={self.error} "
-                f"{ERROR_CODES.get(self.error, 'unknown')}); CYCLES={self.cycles}")
+                f"opcode={self.opcode} {op} busy={int(self.busy)} error={self.error}: {what})"
+                f"{info}; CYCLES={self.cycles}")
 
 
 def read_status(device: Device) -> CoreStatus:
-    """Read CTRL, STATUS and CYCLES (note: reading CTRL clears a pending ap_done)."""
+    """Read CTRL, STATUS, ERROR_INFO and CYCLES (note: reading CTRL clears a pending ap_done)."""
     return CoreStatus(
         ctrl=device.reg_read(Reg.CTRL), status=device.reg_read(Reg.STATUS),
-        cycles=device.reg_read(Reg.CYCLES_LO) | device.reg_read(Reg.CYCLES_HI) << 32)
+        cycles=device.reg_read(Reg.CYCLES_LO) | device.reg_read(Reg.CYCLES_HI) << 32,
+        error_info=device.reg_read(Reg.ERROR_INFO))
 
 
 def timeout_error(device: Device, budget: str) -> DeviceTimeout:
@@ -165,12 +175,17 @@ def timeout_error(device: Device, budget: str) -> DeviceTimeout:
         "stays put the core is hung at that descriptor.", status)
 
 
-class ModelDevice:
-    """A :class:`Device` whose core is the sequencer's golden model (:class:`Interpreter`).
+_WRITABLE = {off for reg in REGISTER_MAP if reg.access in (Access.RW,) for _, off in reg.words
+             if reg.port is None or reg.port == "ctl" or reg.port < MAX_WEIGHT_PORTS}
 
-    It keeps the register map of the real core, executes the descriptor program at PROG_ADDR
-    in NumPy on :meth:`start`, and fills TOKEN_OUT and the counters like the core does, so the
-    runtime and the generator can be tested without RTL. CYCLES holds an *estimate*: bus bytes
+
+class ModelDevice:
+    """A :class:`Device` whose core is the interpreter (:class:`~nsllm.host.program.Interpreter`).
+
+    It keeps the register map of the real core, executes the program at PROG_OFFSET of the image
+    region in NumPy on :meth:`start` — with the same descriptor checks and error codes as the
+    core — and fills TOKEN_OUT and the counters like the core does, so the runtime and the
+    generator can be tested without RTL. CYCLES holds an *estimate*: the busiest port's bytes
     divided by the port width (the memory-bound ideal), not a measurement.
 
     Parameters
@@ -178,43 +193,39 @@ class ModelDevice:
     build : BuildLimits
         The core build this device pretends to be (answers the BUILD_* registers).
     mem_bytes : int
-        DRAM size.
-    packing : str
-        Weight packing the pretend build decodes.
-    max_ops : int
-        Program cache capacity in descriptors (BUILD_MAX_OPS).
+        Device memory size.
     """
 
     name = "model"
 
-    def __init__(self, build: BuildLimits, mem_bytes: int = 1 << 24, packing: str = "2bit",
-                 max_ops: int = 1024):
+    def __init__(self, build: BuildLimits, mem_bytes: int = 1 << 24):
         if mem_bytes <= 0:
             raise ValueError(f"mem_bytes must be positive, not {mem_bytes}")
         self.build = build
-        self.packing = packing
         self.mem = bytearray(mem_bytes)
+        self._alloc = FlatAllocator(mem_bytes)
         self.scratch = np.zeros(build.scratch_entries, dtype=np.int64)  # persists across runs
         self.regs = {r: 0 for r in Reg}
-        self.regs.update({
-            Reg.BUILD_PORT_BYTES: build.port_bytes, Reg.BUILD_SCRATCH: build.scratch_entries,
-            Reg.BUILD_MAX_D: build.max_D, Reg.BUILD_ACC_BITS: build.acc_bits,
-            Reg.BUILD_MAX_VOCAB: build.max_vocab, Reg.BUILD_MAX_HIDDEN: build.max_hidden,
-            Reg.BUILD_MAX_INTER: build.max_intermediate, Reg.BUILD_MAX_LAYERS: build.max_layers,
-            Reg.BUILD_MAX_OPS: max_ops,
-        })
+        for name, value in build_register_values(build).items():
+            self.regs[Reg[name]] = value
         self.ctrl_done = False
         self._interpreter: Interpreter | None = None
+        self._key = None
+        self.seconds = 0.0
 
     def _check_range(self, addr: int, n: int) -> None:
         if addr < 0 or n < 0 or addr + n > len(self.mem):
-            raise DeviceError(f"DRAM access [{addr:#x}, {addr + n:#x}) is outside the device's "
-                              f"{len(self.mem)} bytes; create the device with a larger mem_bytes")
+            raise DeviceError(f"device memory access [{addr:#x}, {addr + n:#x}) is outside the "
+                              f"device's {len(self.mem)} bytes; create the device with a larger "
+                              "mem_bytes")
+
+    def alloc(self, nbytes: int, arg: str) -> int:
+        return self._alloc.alloc(nbytes, arg)
 
     def write(self, addr: int, data: bytes) -> None:
         self._check_range(addr, len(data))
         self.mem[addr: addr + len(data)] = data
-        self._interpreter = None  # its copy of DRAM and its unpacked weights are stale
+        self._interpreter = None  # its copy of memory and its unpacked weights are stale
 
     def read(self, addr: int, n: int) -> bytes:
         self._check_range(addr, n)
@@ -227,12 +238,9 @@ class ModelDevice:
                 self._run()
         elif offset == Reg.ISR:
             self.regs[Reg.ISR] ^= value & 1
-        elif offset == Reg.CACHE_FLUSH:
-            pass  # this model reads the program from DRAM on every start: nothing is cached
-        elif offset in (Reg.GIE, Reg.IER, Reg.PROG_ADDR_LO, Reg.PROG_ADDR_HI, Reg.PROG_OPS,
-                        Reg.TOKEN_IN, Reg.SCRATCH_ADDR):
+        elif offset in _WRITABLE:
             self.regs[Reg(offset)] = value
-        # writes to read-only registers are ignored, as on the core
+        # writes to read-only registers and CACHE_FLUSH (no cache here) change nothing
 
     def reg_read(self, offset: int) -> int:
         if offset == Reg.CTRL:
@@ -254,46 +262,76 @@ class ModelDevice:
     def wait(self, timeout: float | None = None) -> None:
         """Runs complete inside :meth:`start`; nothing to wait for."""
 
-    def _program(self, addr: int, n_ops: int) -> list[Instr]:
-        """The PROG_OPS descriptors at PROG_ADDR, decoded and checked like the sequencer does."""
-        if not 0 < n_ops <= self.regs[Reg.BUILD_MAX_OPS]:
-            raise _CoreFault(ERR_PROGRAM, 0, 0)
-        if addr + n_ops * DESCRIPTOR_BYTES > len(self.mem):
-            raise _CoreFault(ERR_AXI, 0, 0)  # a read beyond DRAM: the core sees SLVERR
+    def _addr(self, name: str) -> int:
+        return self.regs[Reg[f"{name}_LO"]] | self.regs[Reg[f"{name}_HI"]] << 32
+
+    def _views(self) -> tuple[bytes, list[bytes]]:
+        """The image region and the weight regions as the registers place them."""
+        image_bytes, region_bytes = self.regs[Reg.IMAGE_BYTES], self.regs[Reg.REGION_BYTES]
+        spans = [(self._addr("IMAGE"), image_bytes)] + [
+            (self._addr(f"W{k}"), region_bytes) for k in range(self.build.weight_ports)]
+        if any(a + n > len(self.mem) for a, n in spans):
+            raise CoreFault(ErrorCode.AXI, 0, 0)  # reads beyond memory: the core sees SLVERR
+        return (bytes(self.mem[spans[0][0]: spans[0][0] + image_bytes]),
+                [bytes(self.mem[a: a + n]) for a, n in spans[1:]])
+
+    def _program(self, image: bytes) -> list[Instr]:
+        """The PROG_OPS descriptors at PROG_OFFSET, decoded and checked like the sequencer."""
+        offset, n_ops = self.regs[Reg.PROG_OFFSET], self.regs[Reg.PROG_OPS]
+        if check_program(offset, n_ops, self.build, Regions(len(image), 0)):
+            raise CoreFault(ErrorCode.PROGRAM, 0, 0)
         ops = []
         for k in range(n_ops):
-            raw = bytes(self.mem[addr + k * DESCRIPTOR_BYTES: addr + (k + 1) * DESCRIPTOR_BYTES])
+            raw = image[offset + k * DESCRIPTOR_BYTES: offset + (k + 1) * DESCRIPTOR_BYTES]
             try:
                 ins = Instr.unpack(raw)
-            except ValueError:
-                raise _CoreFault(ERR_OPCODE, k, raw[0] & 0xF) from None
+            except UnknownOpcode as e:
+                # the core decodes descriptor k only when it reaches it: earlier ones have run
+                ops.append(e)
+                return ops
             ops.append(ins)
             if ins.op == Op.END:
                 return ops
-        raise _CoreFault(ERR_PROGRAM, n_ops, 0)  # ran off the end: no END
+        return ops  # no END: the interpreter stops with PROGRAM at pc = n_ops
 
     def _run(self) -> None:
         t0 = time.perf_counter()
-        prog_addr = self.regs[Reg.PROG_ADDR_LO] | self.regs[Reg.PROG_ADDR_HI] << 32
         status = 0
         try:
-            program = self._program(prog_addr, self.regs[Reg.PROG_OPS])
-            if self._interpreter is None:
-                self._interpreter = Interpreter(self.mem, self.build.scratch_entries, self.packing)
+            image, regions = self._views()
+            program = self._program(image)
+            key = (self._addr("IMAGE"), tuple(self._addr(f"W{k}") for k in
+                                              range(self.build.weight_ports)),
+                   len(image), self.regs[Reg.REGION_BYTES])
+            if self._interpreter is None or self._key != key:
+                self._interpreter = Interpreter(image, regions, self.build)
                 self._interpreter.scratch = self.scratch
+                self._key = key
             interp = self._interpreter
-            stats = interp.run(program, token=self.regs[Reg.TOKEN_IN])
+            runnable = [ins for ins in program if isinstance(ins, Instr)]
+            try:
+                stats = interp.run(runnable, token=self.regs[Reg.TOKEN_IN])
+            except CoreFault as fault:
+                if fault.code == ErrorCode.PROGRAM and len(runnable) < len(program):
+                    bad = program[len(runnable)]  # the unknown opcode comes first
+                    raise CoreFault(ErrorCode.OPCODE, len(runnable), bad.opcode) from None
+                raise
             bus = len(program) * DESCRIPTOR_BYTES + stats.table_bytes + stats.weight_bytes
             self.regs.update({
                 Reg.TOKEN_OUT: interp.token, Reg.WEIGHT_BYTES: stats.weight_bytes,
                 Reg.BUS_BYTES: bus, Reg.SPIKES_NONZERO: stats.spikes_nonzero,
-                Reg.SPIKES_TOTAL: stats.spikes_total,
+                Reg.SPIKES_TOTAL: stats.spikes_total, Reg.ERROR_INFO: 0,
             })
-            cycles = -(-bus // self.build.port_bytes)
+            for k, nbytes in enumerate(stats.port_bytes):
+                self.regs[Reg[f"PORT{k}_BYTES"]] = nbytes
+            busiest = max([*stats.port_bytes, 0])
+            ctl = bus - stats.weight_bytes
+            cycles = -(-max(busiest, ctl) // self.build.port_bytes)
+            self.regs[Reg.WEIGHT_CYCLES] = -(-busiest // self.build.port_bytes)
             status = (len(program) - 1) & 0xFFFF
-        except _CoreFault as fault:
+        except CoreFault as fault:
             cycles = 0
-            status = fault.pc & 0xFFFF | fault.opcode << 16 | fault.code << 28
+            status = fault.pc & 0xFFFF | (fault.opcode & 0xFF) << 16 | int(fault.code) << 28
         self.regs[Reg.CYCLES_LO] = cycles & 0xFFFFFFFF
         self.regs[Reg.CYCLES_HI] = cycles >> 32
         self.regs[Reg.STATUS] = status
@@ -302,7 +340,3 @@ class ModelDevice:
         self.seconds = time.perf_counter() - t0
 
 
-class _CoreFault(Exception):
-    def __init__(self, code: int, pc: int, opcode: int):
-        super().__init__(code, pc, opcode)
-        self.code, self.pc, self.opcode = code, pc, opcode

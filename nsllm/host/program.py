@@ -1,174 +1,93 @@
-"""The core's instruction set: per-token descriptor programs over an on-chip scratchpad.
+"""The compiler from a model to descriptor programs, and the interpreter that runs them.
 
-The NSLLM core runs one program per token. Each instruction (a 64-byte descriptor in the model
-image) reads and writes vectors in an on-chip *scratchpad* of activations (``ACT_BITS`` signed
-entries, addressed by element) and may read tables and packed weight columns from DRAM. The
-recurrent states live in the scratchpad and persist between tokens.
-
-:func:`compile_program` turns a model into programs; :class:`Interpreter` executes them in NumPy
-exactly as the hardware must (it is the sequencer's golden model, checked bit for bit against
-:class:`nsllm.model.IntegerModel`), and counts the bytes it fetches.
-
-Opcodes
--------
-``EMBED``    dst[0:n] = table[token]                      (``param`` = row bytes)
-``NORM``     dst = sat(rmsnorm(src_a) · w_mant >> shift_a)  (table: w_mant[n]; param = √d const)
-``UNORM``    dst = rmsnorm(src_a)                          (param = √d const)
-``LINEAR``   s = I-LIF(src_a · enc_mant >> shift_a; D, delta_q)   (table: enc_mant[n])
-             src_b[0:n] = s   (a copy of the spike counts, for debug readback)
-             acc = Σ_{j: s_j ≠ 0} s_j · W[:, j]   — only columns that spiked are fetched
-             dst[0:m] = sat(acc · param >> shift_b)        (param = out_mant, int32)
-``MLGRU``    f = lb + (1 − lb)·σ(src_b); i = silu(src_a)·(1 − f); dst = sat(f·dst + i)
-             (table: lb[n], Q1.15)
-``SILUGATE`` dst = sat(src_a · silu(src_b) >> ACT_FRAC)
-``ADD``      dst = sat(src_a + src_b)
-``CLEAR``    dst[0:n] = 0
-``ARGMAX``   token = first index of max(src_a[0:n]); logits may be copied out by the host
-
-Every table entry is a little-endian int32 and every table starts on a 64-byte boundary, so one
-loader serves all of them. Shapes must be multiples of :data:`ALIGN` (scratchpad regions then
-start on whole words of any vector width up to 16) and every run-time shift lies in
-[1, :data:`MAX_SHIFT`].
+The instruction set, the descriptor layout, the build limits and the checks are
+:mod:`nsllm.isa` (read :mod:`nsllm.isa.opcodes` first). :func:`compile_program` turns a model
+into a reset program and a per-token program, their tables (the image region's data) and the
+weight regions of the ``N`` weight ports; :class:`Interpreter` executes programs in NumPy
+exactly as the core must — each instruction is the numerics kernel of the same name in
+:mod:`nsllm.model.numerics`, the same kernels the integer golden model runs — applies the
+descriptor checks of :func:`nsllm.isa.check_instr` with the same error codes, and counts the
+bytes it fetches per port.
 """
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
-from enum import IntEnum
 
 import numpy as np
 
+from ..isa import (
+    ALIGN,
+    MAX_SHIFT,
+    TABLE_ALIGN,
+    BuildLimits,
+    ErrorCode,
+    Instr,
+    Op,
+    Regions,
+    ScratchLayout,
+    check_instr,
+    columns_per_port,
+    scratch_layout,
+)
+from ..isa.layout import TABLE_ENTRY_BYTES, check_column
+from ..isa.opcodes import FLAG_BASE3
 from ..model import numerics as nx
 from ..model.integer import IntegerParams
 from ..model.packing import bytes_per_column, pack_trits, unpack_trits
 
-
-class Op(IntEnum):
-    END = 0
-    EMBED = 1
-    NORM = 2
-    UNORM = 3
-    LINEAR = 4
-    MLGRU = 5
-    SILUGATE = 6
-    ADD = 7
-    CLEAR = 8
-    ARGMAX = 9
-
-
-#: Descriptor layout (little-endian, 64 bytes): opcode, D, shift_a, shift_b, delta_q, pad,
-#: n, m, src_a, src_b, dst, param (int32), table_addr, weight_addr, col_stride, pad.
-DESCRIPTOR = struct.Struct("<BBbbHHIIIIIiQQII")
-DESCRIPTOR_BYTES = 64
-assert DESCRIPTOR.size <= DESCRIPTOR_BYTES
-ALIGN = 16  #: hidden, intermediate and vocabulary sizes must be multiples of this
-TABLE_ALIGN = 64  #: byte alignment of every table (and the largest port width)
-MAX_SHIFT = 63
+__all__ = ["CompiledModel", "CoreFault", "Interpreter", "ProgramError", "RunStats",
+           "compile_program", "embed_row_shift", "program_outline"]
 
 
 class ProgramError(ValueError):
     """A model the instruction set cannot express; the message names the limit."""
 
 
-@dataclass
-class Instr:
-    """One decoded descriptor (fields unused by an opcode are zero)."""
+class CoreFault(Exception):
+    """A program stopped with an error code (the interpreter's twin of STATUS.error)."""
 
-    op: Op
-    n: int = 0
-    m: int = 0
-    src_a: int = 0
-    src_b: int = 0
-    dst: int = 0
-    param: int = 0
-    shift_a: int = 0
-    shift_b: int = 0
-    D: int = 0
-    delta_q: int = 0
-    table_addr: int = 0
-    weight_addr: int = 0
-    col_stride: int = 0
-    name: str = ""  #: host-side label (layer name); not stored in the image
-
-    def pack(self) -> bytes:
-        raw = DESCRIPTOR.pack(self.op, self.D, self.shift_a, self.shift_b, self.delta_q, 0,
-                              self.n, self.m, self.src_a, self.src_b, self.dst, self.param,
-                              self.table_addr, self.weight_addr, self.col_stride, 0)
-        return raw.ljust(DESCRIPTOR_BYTES, b"\0")
-
-    @classmethod
-    def unpack(cls, raw: bytes) -> Instr:
-        (op, D, sa, sb, dq, _, n, m, a, b, dst, param, taddr, waddr, stride, _) = DESCRIPTOR.unpack(
-            raw[: DESCRIPTOR.size])
-        try:
-            opcode = Op(op)
-        except ValueError:
-            raise ValueError(f"unknown opcode {op} in descriptor") from None
-        return cls(opcode, n, m, a, b, dst, param, sa, sb, D, dq, taddr, waddr, stride)
+    def __init__(self, code: ErrorCode, pc: int, opcode: int):
+        super().__init__(f"{ErrorCode(code).name} at descriptor {pc} (opcode {opcode})")
+        self.code, self.pc, self.opcode = ErrorCode(code), pc, opcode
 
 
-@dataclass
-class ScratchLayout:
-    """Element addresses of the on-chip vectors (one scratchpad, ACT_BITS per entry)."""
-
-    regions: dict[str, tuple[int, int]] = field(default_factory=dict)
-    size: int = 0
-
-    def add(self, name: str, n: int) -> int:
-        self.regions[name] = (self.size, n)
-        self.size += n
-        return self.regions[name][0]
-
-    def __getitem__(self, name: str) -> int:
-        return self.regions[name][0]
+def embed_row_shift(hidden: int) -> int:
+    """log2 of the bytes of one embedding row: int32 entries, padded to a power of two (≥ 64),
+    so the row address is ``table + (token << shift)`` — a shift, not a multiply."""
+    return (max(TABLE_ALIGN, TABLE_ENTRY_BYTES * hidden) - 1).bit_length()
 
 
-def scratch_layout(cfg) -> ScratchLayout:
-    d, inter = cfg.hidden_size, cfg.intermediate_size
-    lay = ScratchLayout()
-    for name, n in [("x", d), ("a", d), ("xn", d), ("i", d), ("f", d), ("g", d), ("gn", d),
-                    ("o_in", d), ("y", d), ("gu", 2 * inter), ("z", inter), ("zn", inter),
-                    ("logits", cfg.vocab_size),
-                    ("spikes", max(d, inter))]:  # the last LINEAR's input spike counts
-        lay.add(name, n)
-    for li in range(cfg.num_layers):
-        lay.add(f"h{li}", d)
-    return lay
+def _stride(out_f: int, packing: str, port_bytes: int) -> int:
+    return -(-bytes_per_column(out_f, packing) // port_bytes) * port_bytes
 
 
-@dataclass
-class CompiledModel:
-    """Programs plus the DRAM data they reference (addresses relative to ``data``)."""
-
-    reset: list[Instr]
-    token: list[Instr]
-    data: bytes
-    scratch: ScratchLayout
-    weight_bytes: int  #: bytes of packed weight columns in ``data``
-
-
-def _align(buf: bytearray, to: int) -> None:
-    buf.extend(b"\0" * (-len(buf) % to))
-
-
-def program_outline(cfg, port_bytes: int, packing: str = "2bit") -> tuple[list[Instr],
-                                                                         list[Instr]]:
-    """The reset and per-token programs of a model shape, without DRAM addresses or constants.
+def program_outline(cfg, port_bytes: int, packing: str = "2bit", weight_ports: int = 1
+                    ) -> tuple[list[Instr], list[Instr]]:
+    """The reset and per-token programs of a model shape, without tables or weights.
 
     The token program runs the graph of :mod:`nsllm.model.graph`: embedding, per layer the MLGRU
-    token mixer and the GLU channel mixer, then the final norm, LM head and argmax.
-    :func:`compile_program` fills in the tables and weights; the performance model uses the
-    outline alone (no weights needed, any size).
+    token mixer and the GLU channel mixer, then the final norm, LM head and argmax. LINEAR
+    descriptors carry their strides and per-region sizes (``weight`` offsets are filled in by
+    :func:`compile_program`, which also adds tables and constants). The performance model uses
+    the outline alone (no weights needed, any size).
     """
     d, inter, vocab = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size
+    mixers = set(getattr(cfg, "token_mixers", None) or [getattr(cfg, "token_mixer", "mlgru")])
+    if mixers - {"mlgru"}:
+        raise ProgramError(f"the core runs MLGRU token mixers only; this model has "
+                           f"{', '.join(sorted(mixers - {'mlgru'}))} layers")
     for what, n in [("hidden size", d), ("intermediate size", inter), ("vocabulary", vocab)]:
         if n % ALIGN:
             raise ProgramError(f"the core needs a {what} that is a multiple of {ALIGN}, not {n}")
-    if not 1 <= port_bytes <= TABLE_ALIGN:
-        raise ProgramError(f"port_bytes must be in [1, {TABLE_ALIGN}], not {port_bytes}")
+    if port_bytes < 1 or port_bytes > TABLE_ALIGN or port_bytes & (port_bytes - 1):
+        raise ProgramError(f"port_bytes must be a power of two in [1, {TABLE_ALIGN}], not "
+                           f"{port_bytes}")
+    if weight_ports < 1:
+        raise ProgramError(f"weight_ports must be at least 1, not {weight_ports}")
     lay = scratch_layout(cfg)
     sqrt_d = {n: nx.sqrt_d_const(n) for n in (d, inter, vocab)}
+    flags = FLAG_BASE3 if packing == "base3" else 0
 
     def norm(src, dst, weight):
         return Instr(Op.NORM, n=d, src_a=src, dst=dst, param=sqrt_d[d], name=weight)
@@ -178,13 +97,15 @@ def program_outline(cfg, port_bytes: int, packing: str = "2bit") -> tuple[list[I
 
     def linear(name, src, dst):
         out_f, in_f = cfg.ternary_shape(name)
-        stride = -(-bytes_per_column(out_f, packing) // port_bytes) * port_bytes
+        stride = _stride(out_f, packing, port_bytes)
         return Instr(Op.LINEAR, n=in_f, m=out_f, src_a=src, src_b=lay["spikes"], dst=dst,
-                     col_stride=stride, name=name)
+                     stride=stride, wsize=columns_per_port(in_f, weight_ports) * stride,
+                     flags=flags, name=name)
 
     reset = [Instr(Op.CLEAR, n=d, dst=lay[f"h{li}"], name=f"layers.{li}.h")
              for li in range(cfg.num_layers)]
-    prog = [Instr(Op.EMBED, n=d, dst=lay["x"], param=4 * d, name="embed")]
+    prog = [Instr(Op.EMBED, n=d, m=vocab, dst=lay["x"], shift_b=embed_row_shift(d),
+                  name="embed")]
     for li in range(cfg.num_layers):
         p = f"layers.{li}"
         prog += [
@@ -222,25 +143,46 @@ def program_outline(cfg, port_bytes: int, packing: str = "2bit") -> tuple[list[I
     return reset + [Instr(Op.END)], prog + [Instr(Op.END)]
 
 
-def compile_program(params: IntegerParams, port_bytes: int, packing: str = "2bit",
-                    base: int = 0) -> CompiledModel:
-    """Compile a model into reset and per-token programs and their DRAM tables and weights.
+@dataclass
+class CompiledModel:
+    """Programs, the image region's tables and the weight regions."""
 
-    Weight columns are padded to whole ``port_bytes`` words so that each spiking column is one
-    aligned burst. ``base`` is the DRAM address at which ``data`` will be placed.
+    reset: list[Instr]
+    token: list[Instr]
+    tables: bytes  #: placed at ``tables_offset`` of the image region
+    tables_offset: int
+    regions: list[bytes]  #: one weight region per port, identical layouts
+    scratch: ScratchLayout
+    weight_bytes: int  #: bytes of packed weight columns in all regions (slots used)
+
+
+def _align(buf: bytearray, to: int) -> None:
+    buf.extend(b"\0" * (-len(buf) % to))
+
+
+def compile_program(params: IntegerParams, port_bytes: int, packing: str = "2bit",
+                    weight_ports: int = 1, tables_offset: int = 0) -> CompiledModel:
+    """Compile a model into programs, tables and weight regions.
+
+    Tables are placed from byte ``tables_offset`` of the image region (descriptors hold offsets
+    into it). Weight column ``j`` of every LINEAR goes to region ``j mod weight_ports``, slot
+    ``j div weight_ports``; a slot is the packed column padded to whole ``port_bytes`` words,
+    so each spiking column is one aligned burst.
     """
     cfg = params.config
-    reset, prog = program_outline(cfg, port_bytes, packing)
+    reset, prog = program_outline(cfg, port_bytes, packing, weight_ports)
+    if tables_offset % TABLE_ALIGN:
+        raise ProgramError(f"tables_offset must be a multiple of {TABLE_ALIGN}")
     data = bytearray()
-    weights = bytearray()
-    linear_fixups = []
+    regions = [bytearray() for _ in range(weight_ports)]
+    used = 0
 
     def table(arr: np.ndarray) -> int:
         _align(data, TABLE_ALIGN)
-        addr = base + len(data)
+        offset = tables_offset + len(data)
         data.extend(np.ascontiguousarray(arr, dtype="<i4").tobytes())
         _align(data, TABLE_ALIGN)
-        return addr
+        return offset
 
     def shift(value: int, what: str) -> int:
         if not 1 <= value <= MAX_SHIFT:
@@ -250,43 +192,48 @@ def compile_program(params: IntegerParams, port_bytes: int, packing: str = "2bit
 
     for ins in prog:
         if ins.op == Op.EMBED:
-            ins.table_addr = table(params.embedding)
+            rows = np.zeros((cfg.vocab_size, (1 << ins.shift_b) // TABLE_ENTRY_BYTES), np.int64)
+            rows[:, :ins.n] = params.embedding
+            ins.table = table(rows)
         elif ins.op == Op.NORM:
             mult = params.norms[ins.name]
-            ins.shift_a, ins.table_addr = shift(mult.shift, ins.name), table(mult.mant)
+            ins.shift_a, ins.table = shift(mult.shift, ins.name), table(mult.mant)
         elif ins.op == Op.MLGRU:
             lb = params.lower_bounds[int(ins.name.split(".")[1])]
-            ins.table_addr = table(np.zeros(ins.n) if lb is None else lb)
+            ins.table = table(np.zeros(ins.n) if lb is None else lb)
         elif ins.op == Op.LINEAR:
             lp = params.linears[ins.name]
             cols = pack_trits(lp.trits, packing)
-            padded = np.zeros((ins.n, ins.col_stride), dtype=np.uint8)
-            padded[:, : cols.shape[1]] = cols
-            linear_fixups.append((ins, len(weights)))
-            weights.extend(padded.tobytes())
+            slots = columns_per_port(ins.n, weight_ports)
+            ins.weight = len(regions[0])
+            for k, region in enumerate(regions):
+                block = np.zeros((slots, ins.stride), dtype=np.uint8)
+                mine = cols[k::weight_ports]
+                block[: mine.shape[0], : cols.shape[1]] = mine
+                region.extend(block.tobytes())
+                used += mine.shape[0] * ins.stride
             ins.param, ins.D, ins.delta_q = int(lp.out.mant[0]), lp.D, lp.delta_q
             ins.shift_a = shift(lp.enc_shift, ins.name)
             ins.shift_b = shift(lp.out.shift, ins.name)
-            ins.table_addr = table(lp.enc.mant)
-    # weights go last, aligned so that every column burst is word aligned
-    _align(data, TABLE_ALIGN)
-    weights_base = base + len(data)
-    for ins, offset in linear_fixups:
-        ins.weight_addr = weights_base + offset
-    data.extend(weights)
-    return CompiledModel(reset, prog, bytes(data), scratch_layout(cfg), len(weights))
+            ins.table = table(lp.enc.mant)
+    for region in regions:
+        _align(region, TABLE_ALIGN)
+    return CompiledModel(reset, prog, bytes(data), tables_offset, [bytes(r) for r in regions],
+                         scratch_layout(cfg), used)
 
 
 @dataclass
 class RunStats:
-    """What one program run read from DRAM."""
+    """What one program run read."""
 
     weight_bytes: int = 0  #: bytes of weight columns fetched (only columns that spiked)
     dense_weight_bytes: int = 0  #: what fetching every column would have cost
     table_bytes: int = 0  #: embedding row, norm/encoder/lower-bound tables
     spikes_nonzero: int = 0
     spikes_total: int = 0
+    port_bytes: list[int] = field(default_factory=list)  #: weight bytes per weight port
     per_layer: dict[str, tuple[int, int]] = field(default_factory=dict)  #: name → (nz, total)
+    fired: dict[str, np.ndarray] = field(default_factory=dict)  #: name → indices that spiked
 
     @property
     def firing_rate(self) -> float:
@@ -294,87 +241,109 @@ class RunStats:
 
 
 class Interpreter:
-    """Executes programs on a NumPy scratchpad, reading DRAM from a bytes-like memory.
+    """Executes programs in NumPy over an image region and weight regions.
 
     Parameters
     ----------
-    memory : bytes or bytearray or np.ndarray
-        Device memory from address ``base`` on (e.g. a model image built for ``base``).
-    scratch_size : int
-        Scratchpad entries.
-    packing : str
-        Packing of the weight columns.
-    base : int
-        DRAM address of ``memory[0]``.
+    image : bytes-like
+        The image region (tables at the offsets the descriptors hold).
+    regions : list of bytes-like
+        The weight regions, one per weight port.
+    build : BuildLimits
+        The core build being modelled (scratchpad size, maxima, packings, ports): the same
+        descriptor checks as the core.
     """
 
-    def __init__(self, memory, scratch_size: int, packing: str = "2bit", base: int = 0):
-        # indexed by absolute address
-        self.mem = np.concatenate([np.zeros(base, dtype=np.uint8),
-                                   np.frombuffer(bytes(memory), dtype=np.uint8)])
-        self.scratch = np.zeros(scratch_size, dtype=np.int64)
-        self.packing = packing
+    def __init__(self, image, regions, build: BuildLimits):
+        self.image = np.frombuffer(bytes(image), dtype=np.uint8)
+        self.regions = [np.frombuffer(bytes(r), dtype=np.uint8) for r in regions]
+        if len(self.regions) != build.weight_ports:
+            raise ValueError(f"{len(self.regions)} weight regions for a build with "
+                             f"{build.weight_ports} weight ports")
+        self.build = build
+        self.bounds = Regions(self.image.size, min((r.size for r in self.regions), default=0))
+        self.scratch = np.zeros(build.scratch_entries, dtype=np.int64)
         self.token = 0
-        self._columns: dict[int, np.ndarray] = {}  # weight_addr → unpacked (m, n) trits
+        self._columns: dict[tuple[int, int, int], np.ndarray] = {}  # unpacked (m, n) trits
 
-    def _table(self, addr: int, n: int, stats: RunStats) -> np.ndarray:
-        stats.table_bytes += 4 * n
-        return self.mem[addr: addr + 4 * n].view("<i4").astype(np.int64)
+    def _table(self, ins: Instr, stats: RunStats, offset: int | None = None) -> np.ndarray:
+        """The instruction's table as the core reads it (nsllm.isa.layout, "Tables")."""
+        start = ins.table if offset is None else offset
+        stats.table_bytes += TABLE_ENTRY_BYTES * ins.n
+        raw = self.image[start: start + TABLE_ENTRY_BYTES * ins.n].view("<i4").astype(np.int64)
+        if ins.op in (Op.NORM, Op.LINEAR):  # signed MULT_BITS mantissas
+            return (raw & 0xFFFF) - ((raw & 0x8000) << 1)
+        if ins.op == Op.MLGRU:  # unsigned Q1.15 lower bounds
+            return raw & 0xFFFF
+        return raw
 
     def _trits(self, ins: Instr) -> np.ndarray:
-        if ins.weight_addr not in self._columns:
-            raw = self.mem[ins.weight_addr: ins.weight_addr + ins.n * ins.col_stride]
-            cols = raw.reshape(ins.n, ins.col_stride)[:, : bytes_per_column(ins.m, self.packing)]
-            self._columns[ins.weight_addr] = unpack_trits(cols, ins.m, self.packing)
-        return self._columns[ins.weight_addr]
+        """The layer's (m, n) trits, gathered from the weight regions (cached per layer)."""
+        key = (ins.weight, ins.n, ins.stride)
+        if key not in self._columns:
+            packing = "base3" if ins.base3 else "2bit"
+            ports = len(self.regions)
+            nbytes = bytes_per_column(ins.m, packing)
+            cols = np.zeros((ins.n, nbytes), dtype=np.uint8)
+            slots = columns_per_port(ins.n, ports)
+            for k, region in enumerate(self.regions):
+                raw = region[ins.weight: ins.weight + slots * ins.stride].reshape(slots, -1)
+                mine = cols[k::ports]
+                mine[:] = raw[: mine.shape[0], :nbytes]
+            self._columns[key] = unpack_trits(cols, ins.m, packing)
+        return self._columns[key]
 
     def run(self, program: list[Instr], token: int | None = None) -> RunStats:
-        """Run until END; ``token`` is the input token register. Returns what was fetched."""
+        """Run until END; ``token`` is TOKEN_IN. Returns what was fetched.
+
+        Raises :class:`CoreFault` (code, pc) where the core would stop with an error.
+        """
         if token is not None:
             self.token = int(token)
-        s, stats = self.scratch, RunStats()
-        for ins in program:
+        s, stats = self.scratch, RunStats(port_bytes=[0] * len(self.regions))
+        ports = len(self.regions)
+        for pc, ins in enumerate(program):
+            code = check_instr(ins, self.build, self.bounds, self.token)
+            if code:
+                raise CoreFault(code, pc, int(ins.op))
+            if ins.op == Op.END:
+                return stats
             a = s[ins.src_a: ins.src_a + ins.n]
             b = s[ins.src_b: ins.src_b + ins.n]
-            if ins.op == Op.END:
-                break
+            out = slice(ins.dst, ins.dst + ins.n)
             if ins.op == Op.EMBED:
-                row = ins.table_addr + self.token * ins.param
-                stats.table_bytes += ins.param
-                s[ins.dst: ins.dst + ins.n] = self.mem[row: row + 4 * ins.n].view("<i4")
+                row = self._table(ins, stats, ins.table + (self.token << ins.shift_b))
+                s[out] = nx.saturate(row)
             elif ins.op == Op.NORM:
-                w = self._table(ins.table_addr, ins.n, stats)
-                s[ins.dst: ins.dst + ins.n] = nx.saturate(
-                    nx.shift_round(nx.rmsnorm_q(a) * w, ins.shift_a))
+                s[out] = nx.norm_q(a, self._table(ins, stats), ins.shift_a, ins.param)
             elif ins.op == Op.UNORM:
-                s[ins.dst: ins.dst + ins.n] = nx.rmsnorm_q(a)
+                s[out] = nx.rmsnorm_q(a, ins.param)
             elif ins.op == Op.LINEAR:
-                enc = self._table(ins.table_addr, ins.n, stats)
-                counts = nx.spike_count(nx.shift_round(a * enc, ins.shift_a), ins.D, ins.delta_q)
+                counts = nx.encode_q(a, self._table(ins, stats), ins.shift_a, ins.D, ins.delta_q)
                 s[ins.src_b: ins.src_b + ins.n] = counts  # the debug copy of the spikes
                 fired = np.flatnonzero(counts)
-                trits = self._trits(ins)
-                acc = trits[:, fired].astype(np.int64) @ counts[fired]
-                s[ins.dst: ins.dst + ins.m] = nx.saturate(
-                    nx.shift_round(acc * ins.param, ins.shift_b))
-                stats.weight_bytes += fired.size * ins.col_stride
-                stats.dense_weight_bytes += ins.n * ins.col_stride
+                for j in fired:
+                    if check_column(ins, int(j), ports):
+                        raise CoreFault(ErrorCode.WEIGHT, pc, int(ins.op))
+                acc = self._trits(ins)[:, fired].astype(np.int64) @ counts[fired]
+                s[ins.dst: ins.dst + ins.m] = nx.requant_q(acc, ins.param, ins.shift_b)
+                per_port = np.bincount(fired % ports, minlength=ports) * ins.stride
+                for k in range(ports):
+                    stats.port_bytes[k] += int(per_port[k])
+                stats.weight_bytes += fired.size * ins.stride
+                stats.dense_weight_bytes += ins.n * ins.stride
                 stats.spikes_nonzero += fired.size
                 stats.spikes_total += ins.n
                 stats.per_layer[ins.name] = (fired.size, ins.n)
+                stats.fired[ins.name or f"pc{pc}"] = fired
             elif ins.op == Op.MLGRU:
-                lb = self._table(ins.table_addr, ins.n, stats)
-                f = lb + nx.shift_round((nx.GATE_ONE - lb) * nx.sigmoid_q(b), nx.GATE_FRAC)
-                i = nx.shift_round(nx.silu_q(a) * (nx.GATE_ONE - f), nx.GATE_FRAC)
-                h = s[ins.dst: ins.dst + ins.n]
-                s[ins.dst: ins.dst + ins.n] = nx.saturate(nx.shift_round(f * h, nx.GATE_FRAC) + i)
+                s[out] = nx.mlgru_q(a, b, self._table(ins, stats), s[out])
             elif ins.op == Op.SILUGATE:
-                s[ins.dst: ins.dst + ins.n] = nx.saturate(
-                    nx.shift_round(a * nx.silu_q(b), nx.ACT_FRAC))
+                s[out] = nx.silu_gate_q(a, b)
             elif ins.op == Op.ADD:
-                s[ins.dst: ins.dst + ins.n] = nx.saturate(a + b)
+                s[out] = nx.add_q(a, b)
             elif ins.op == Op.CLEAR:
-                s[ins.dst: ins.dst + ins.n] = 0
+                s[out] = 0
             elif ins.op == Op.ARGMAX:
-                self.token = int(np.argmax(a))
-        return stats
+                self.token = nx.argmax_q(a)
+        raise CoreFault(ErrorCode.PROGRAM, len(program), 0)  # ran off the end: no END

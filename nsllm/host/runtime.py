@@ -1,18 +1,20 @@
 """Run a model image on any :class:`~nsllm.host.device.Device`: load, reset, one program per token.
 
-The host writes the image into device DRAM at its base address (after checking it against the
-build maxima the core reports in its BUILD_* registers), runs the reset program once per sequence
-(clears the recurrent state), then per token writes TOKEN_IN, points PROG_ADDR at the token
-program, starts, waits, and reads TOKEN_OUT (the on-device greedy argmax) and the counters.
-Logits, when the host wants to sample, come through the scratch readback window
-(SCRATCH_ADDR / SCRATCH_DATA) from the scratch region the ARGMAX descriptor reads.
+The host checks the image against the build the core reports in its BUILD_* registers, allocates
+one buffer for the image region (kernel argument ``image``) and one per weight region
+(``weights0`` …, each in its own memory bank on the board), writes them, reads them back and
+checks their CRCs, and points the IMAGE / W<k> / IMAGE_BYTES / REGION_BYTES registers at them.
+It runs the reset program once per sequence (clears the recurrent state), then per token writes
+TOKEN_IN and PROG_OFFSET/PROG_OPS, starts, waits, and reads TOKEN_OUT (the on-device greedy
+argmax) and the counters. Logits, when the host wants to sample, come through the scratch
+readback window (SCRATCH_ADDR / SCRATCH_DATA) from the region the ARGMAX descriptor reads.
 
 Example
 -------
->>> image = build_image(weights, port_bytes=8)                       # doctest: +SKIP
->>> device = ModelDevice(limits)  # or SimDevice(NSLLMCore(params))  # doctest: +SKIP
->>> backend = CoreBackend(CoreRunner(device, image))                 # doctest: +SKIP
->>> Generator(backend, tokenizer).generate("Hello", 16).text         # doctest: +SKIP
+>>> image = build_image(weights, port_bytes=8, weight_ports=3)              # doctest: +SKIP
+>>> device = ModelDevice(limits)  # or SimDevice(core_verilog(params))      # doctest: +SKIP
+>>> backend = CoreBackend(CoreRunner(device, image))                        # doctest: +SKIP
+>>> Generator(backend, tokenizer).generate("Hello", 16).text                # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -23,85 +25,121 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..isa import ISA_VERSION, BuildLimits, Instr, Op, Reg
+from ..isa.registers import ISA_MAGIC
 from ..model.numerics import from_fixed
-from .device import Device, DeviceError, DeviceTimeout, Reg, read_status
-from .image import HEADER, BuildLimits, ImageError, ModelImage
-from .program import Op
+from .device import Device, DeviceError, DeviceTimeout, read_status
+from .image import ImageError, ModelImage, verify_regions
 
 __all__ = ["CoreBackend", "CoreRunner", "Divergence", "LoadedImage", "TokenCounters", "load_image",
-           "locate_divergence", "record_spikes",
-           "read_build_limits"]
+           "locate_divergence", "read_build_limits", "record_spikes"]
+
+#: Bytes after the image in its buffer for the one-instruction programs of :func:`_stepped`.
+DEBUG_SLOT = 128
 
 
-def read_build_limits(device: Device, packings: tuple[str, ...] = ("2bit",)) -> BuildLimits:
-    """The maxima of the core build behind ``device``, from its BUILD_* registers.
-
-    ``packings`` is not in the register map (v1): the caller states which the build decodes.
-    """
+def read_build_limits(device: Device) -> BuildLimits:
+    """The maxima of the core build behind ``device``, from its BUILD_* registers."""
     r = device.reg_read
+    isa = r(Reg.BUILD_ISA)
+    if isa >> 16 != ISA_MAGIC:
+        raise DeviceError(f"BUILD_ISA reads {isa:#x}, not an NSLLM core's 0x{ISA_MAGIC:04X}xxxx: "
+                          "the register slave is not answering as an NSLLM core (wrong bitstream "
+                          "or base address?)")
+    if isa & 0xFFFF != ISA_VERSION:
+        raise DeviceError(f"the core implements instruction set version {isa & 0xFFFF}, this "
+                          f"runtime version {ISA_VERSION}: rebuild the core (nsllm verilog / "
+                          "nsllm build) or use the matching nsllm release")
     port_bytes = r(Reg.BUILD_PORT_BYTES)
     if port_bytes == 0 or port_bytes & (port_bytes - 1):
-        raise DeviceError(f"BUILD_PORT_BYTES reads {port_bytes:#x}, not a power of two: the "
-                          "register slave is not answering as an NSLLM core (wrong bitstream "
-                          "or base address?)")
+        raise DeviceError(f"BUILD_PORT_BYTES reads {port_bytes:#x}, not a power of two")
     return BuildLimits(
         port_bytes=port_bytes, max_vocab=r(Reg.BUILD_MAX_VOCAB), max_hidden=r(Reg.BUILD_MAX_HIDDEN),
         max_intermediate=r(Reg.BUILD_MAX_INTER), max_layers=r(Reg.BUILD_MAX_LAYERS),
         max_D=r(Reg.BUILD_MAX_D), scratch_entries=r(Reg.BUILD_SCRATCH),
-        acc_bits=r(Reg.BUILD_ACC_BITS), packings=packings)
+        acc_bits=r(Reg.BUILD_ACC_BITS), weight_ports=r(Reg.BUILD_WEIGHT_PORTS),
+        vector=r(Reg.BUILD_VECTOR), packings=BuildLimits.packings_from_bits(r(Reg.BUILD_PACKINGS)),
+        max_ops=r(Reg.BUILD_MAX_OPS))
 
 
 @dataclass
 class LoadedImage:
-    """An image in device DRAM: where its programs and its logits are."""
+    """An image in device memory: where its buffers, programs and logits are."""
 
     image: ModelImage
-    base: int
-    reset_addr: int  #: DRAM address of the reset program
+    image_addr: int  #: device address of the image region
+    region_addrs: list[int]  #: device address of each weight region
+    reset_offset: int  #: offset of the reset program in the image region
     reset_ops: int  #: its descriptors (PROG_OPS)
-    token_addr: int  #: DRAM address of the per-token program
+    token_offset: int
     token_ops: int
     logits_addr: int  #: scratchpad entry of logit 0 (the ARGMAX descriptor's source)
     vocab: int
     build: BuildLimits
 
+    @property
+    def debug_offset(self) -> int:
+        return self.image.image_bytes
 
-def load_image(device: Device, image: ModelImage, base: int | None = None,
-               packings: tuple[str, ...] = ("2bit",)) -> LoadedImage:
-    """Check ``image`` against the device's build and write it into DRAM at ``base``.
+
+def _write_regs64(device: Device, name: str, value: int) -> None:
+    device.reg_write(Reg[f"{name}_LO"], value & 0xFFFFFFFF)
+    device.reg_write(Reg[f"{name}_HI"], value >> 32)
+
+
+def load_image(device: Device, image: ModelImage, verify: bool = True) -> LoadedImage:
+    """Check ``image`` against the device's build, place its regions in device memory, point
+    the core's region registers at them and (``verify``) read them back and check their CRCs.
 
     Raises
     ------
     ImageError
         When the model exceeds the build's maxima (naming each and the flag to raise), or was
-        built for another base address or port width.
+        built for another port width, port count or packing.
+    DeviceError
+        When the read-back copy does not match the image's checksums.
     """
-    base = image.base if base is None else base
-    if base != image.base:
-        raise ImageError(f"the image was built for DRAM address {image.base:#x}, not {base:#x} "
-                         "(descriptors hold absolute addresses): rebuild it with "
-                         f"build_image(..., base={base:#x})")
-    build = read_build_limits(device, packings)
+    build = read_build_limits(device)
     image.check_fits(build)
-    if base % build.port_bytes:
-        raise ImageError(f"base {base:#x} is not aligned to the core's {build.port_bytes}-byte "
-                         "words; place the image on a word boundary")
-    fields = HEADER.unpack(image.raw[: HEADER.size])
-    reset_off, token_off = fields[14], fields[16]
+    if len(image.regions) != image.weight_ports:
+        raise ImageError("the image has no weight regions (parsed without them?): load it with "
+                         "build_image or parse_image(raw, regions)")
     argmax = [ins for ins in image.token if ins.op == Op.ARGMAX]
     if len(argmax) != 1:
         raise ImageError(f"the token program has {len(argmax)} ARGMAX descriptors, expected one; "
                          "rebuild the image")
-    max_ops = device.reg_read(Reg.BUILD_MAX_OPS)
-    longest = max(len(image.reset), len(image.token))
-    if longest > max_ops:
-        raise ImageError(f"the token program has {longest} descriptors, the core's program "
-                         f"cache holds {max_ops} (BUILD_MAX_OPS): rebuild the core with a larger "
-                         "program cache (CoreParams.max_ops) or for more layers")
-    device.write(base, image.raw)
-    device.reg_write(Reg.CACHE_FLUSH, 1)  # programs at these addresses may have changed
-    return LoadedImage(image, base, base + reset_off, len(image.reset), base + token_off,
-                       len(image.token), argmax[0].src_a, argmax[0].n, build)
+    image_addr = device.alloc(image.image_bytes + DEBUG_SLOT, "image")
+    device.write(image_addr, image.raw)
+    region_addrs = []
+    for k, region in enumerate(image.regions):
+        addr = device.alloc(len(region), f"weights{k}")
+        device.write(addr, region)
+        region_addrs.append(addr)
+    _write_regs64(device, "IMAGE", image_addr)
+    for k, addr in enumerate(region_addrs):
+        _write_regs64(device, f"W{k}", addr)
+    device.reg_write(Reg.IMAGE_BYTES, image.image_bytes + DEBUG_SLOT)
+    device.reg_write(Reg.REGION_BYTES, image.region_bytes)
+    device.reg_write(Reg.CACHE_FLUSH, 1)  # programs at these offsets may have changed
+    loaded = LoadedImage(image, image_addr, region_addrs, image.reset_offset, len(image.reset),
+                         image.token_offset, len(image.token), argmax[0].src_a, argmax[0].n,
+                         build)
+    if verify:
+        verify_image(device, loaded)
+    return loaded
+
+
+def verify_image(device: Device, loaded: LoadedImage) -> None:
+    """Read the image's buffers back from the device and check them against its CRCs; raise
+    :class:`DeviceError` naming the damaged region."""
+    image = loaded.image
+    raw = device.read(loaded.image_addr, image.image_bytes)
+    regions = [device.read(a, image.region_bytes) for a in loaded.region_addrs]
+    bad = verify_regions(image, raw, regions)
+    if bad:
+        raise DeviceError(f"the model image in device memory is damaged ({', '.join(bad)} does "
+                          "not match its checksum): reload it (load_image) and, if it happens "
+                          "again, check the device memory")
 
 
 @dataclass
@@ -114,6 +152,8 @@ class TokenCounters:
     spikes_nonzero: int
     spikes_total: int
     seconds: float  #: host wall-clock time of the run (start to done)
+    port_bytes: list[int] = field(default_factory=list)  #: weight bytes per weight port
+    weight_cycles: int = 0  #: cycles in which a weight port delivered a beat
 
     @property
     def firing_rate(self) -> float:
@@ -128,39 +168,41 @@ class CoreRunner:
     device : Device
     image : ModelImage
         Loaded on construction (see :func:`load_image`).
-    base : int, optional
-        DRAM address (default: the image's own base).
     timeout : float, optional
         Wall-clock budget per run (default: the device's).
-    packings : tuple of str
-        Weight packings the core build decodes.
     """
 
-    def __init__(self, device: Device, image: ModelImage, base: int | None = None,
-                 timeout: float | None = None, packings: tuple[str, ...] = ("2bit",)):
+    def __init__(self, device: Device, image: ModelImage, timeout: float | None = None):
         self.device = device
         self.timeout = timeout
-        self.loaded = load_image(device, image, base, packings)
+        self.loaded = load_image(device, image)
 
     @property
     def vocab(self) -> int:
         return self.loaded.vocab
 
-    def _where(self, prog_addr: int, pc: int) -> str:
-        """Which descriptor ``pc`` of the program at ``prog_addr`` is, with its layer name."""
+    def verify_image(self) -> None:
+        """Read the image back from the device and check its CRCs (see :func:`verify_image`)."""
+        verify_image(self.device, self.loaded)
+
+    def _where(self, prog_offset: int, pc: int) -> str:
+        """Which descriptor ``pc`` of the program at ``prog_offset`` is, with its layer name."""
         loaded = self.loaded
-        which, program = (("reset", loaded.image.reset) if prog_addr == loaded.reset_addr
-                          else ("token", loaded.image.token))
+        if prog_offset == loaded.reset_offset:
+            which, program = "reset", loaded.image.reset
+        elif prog_offset == loaded.token_offset:
+            which, program = "token", loaded.image.token
+        else:
+            return f"descriptor {pc} of the debug program at offset {prog_offset:#x}"
         if pc >= len(program):
             return f"pc {pc} is beyond the {len(program)} descriptors of the {which} program"
         ins = program[pc]
         return (f"descriptor {pc} of the {which} program is {ins.op.name}"
                 + (f" ({ins.name})" if ins.name else ""))
 
-    def _run(self, prog_addr: int, ops: int, token: int = 0) -> TokenCounters:
+    def _run(self, prog_offset: int, ops: int, token: int = 0) -> TokenCounters:
         dev = self.device
-        dev.reg_write(Reg.PROG_ADDR_LO, prog_addr & 0xFFFFFFFF)
-        dev.reg_write(Reg.PROG_ADDR_HI, prog_addr >> 32)
+        dev.reg_write(Reg.PROG_OFFSET, prog_offset)
         dev.reg_write(Reg.PROG_OPS, ops)
         dev.reg_write(Reg.TOKEN_IN, token)
         t0 = time.perf_counter()
@@ -170,40 +212,36 @@ class CoreRunner:
         except DeviceTimeout as exc:
             if exc.status is None:
                 raise
-            raise DeviceTimeout(f"{exc} ({self._where(prog_addr, exc.status.pc)})",
+            raise DeviceTimeout(f"{exc} ({self._where(prog_offset, exc.status.pc)})",
                                 exc.status) from None
         seconds = time.perf_counter() - t0
         status = read_status(dev)
         if status.error:
-            raise DeviceError(f"the core stopped with an error running the program at "
-                              f"{prog_addr:#x} ({self._where(prog_addr, status.pc)}): "
-                              f"{status.describe()}; an unknown opcode means the "
-                              "image and the core disagree on the instruction set (rebuild both), "
-                              "an AXI error an address outside DRAM, a bad program a wrong "
-                              "PROG_OPS or an image built for another core")
+            raise DeviceError(f"the core stopped with an error running the program at offset "
+                              f"{prog_offset:#x} ({self._where(prog_offset, status.pc)}): "
+                              f"{status.describe()}")
+        ports = self.loaded.build.weight_ports
         return TokenCounters(
             cycles=status.cycles, weight_bytes=dev.reg_read(Reg.WEIGHT_BYTES),
             bus_bytes=dev.reg_read(Reg.BUS_BYTES), spikes_nonzero=dev.reg_read(Reg.SPIKES_NONZERO),
-            spikes_total=dev.reg_read(Reg.SPIKES_TOTAL), seconds=seconds)
+            spikes_total=dev.reg_read(Reg.SPIKES_TOTAL), seconds=seconds,
+            port_bytes=[dev.reg_read(Reg[f"PORT{k}_BYTES"]) for k in range(ports)],
+            weight_cycles=dev.reg_read(Reg.WEIGHT_CYCLES))
 
     def reset(self) -> TokenCounters:
         """Run the reset program: clear the recurrent state (start of a sequence)."""
-        return self._run(self.loaded.reset_addr, self.loaded.reset_ops)
+        return self._run(self.loaded.reset_offset, self.loaded.reset_ops)
 
     def run_token(self, token: int) -> tuple[int, TokenCounters]:
         """Run the token program on ``token``; return the core's next token and the counters."""
         if not 0 <= token < self.vocab:
             raise ValueError(f"token {token} is outside the model's vocabulary [0, {self.vocab})")
-        counters = self._run(self.loaded.token_addr, self.loaded.token_ops, token)
+        counters = self._run(self.loaded.token_offset, self.loaded.token_ops, token)
         return self.device.reg_read(Reg.TOKEN_OUT), counters
 
     def read_logits(self) -> np.ndarray:
         """The last run's logits (ACT fixed point, int64) through the scratch readback window."""
-        out = np.empty(self.vocab, dtype=np.int64)
-        for k in range(self.vocab):
-            self.device.reg_write(Reg.SCRATCH_ADDR, self.loaded.logits_addr + k)
-            out[k] = self.device.reg_read(Reg.SCRATCH_DATA)
-        return np.where(out >= 1 << 31, out - (1 << 32), out)  # the register is sign-extended
+        return _scratch(self.device, self.loaded.logits_addr, self.vocab)
 
 
 @dataclass
@@ -216,10 +254,17 @@ class RunSummary:
     bus_bytes: int = 0
     spikes_nonzero: int = 0
     spikes_total: int = 0
+    weight_cycles: int = 0
+    port_bytes: list[int] = field(default_factory=list)
     per_token: list[TokenCounters] = field(default_factory=list)
 
     def add(self, c: TokenCounters) -> None:
         self.tokens += 1
+        self.weight_cycles += c.weight_cycles
+        if len(self.port_bytes) < len(c.port_bytes):
+            self.port_bytes += [0] * (len(c.port_bytes) - len(self.port_bytes))
+        for k, b in enumerate(c.port_bytes):
+            self.port_bytes[k] += b
         self.cycles += c.cycles
         self.weight_bytes += c.weight_bytes
         self.bus_bytes += c.bus_bytes
@@ -233,7 +278,10 @@ class RunSummary:
             "cycles": self.cycles, "cycles_per_token": self.cycles / n,
             "bytes_fetched_per_token": self.bus_bytes / n,
             "weight_bytes_per_token": self.weight_bytes / n,
+            "weight_bytes_per_port": [b / n for b in self.port_bytes],
             "firing_rate": self.spikes_nonzero / self.spikes_total if self.spikes_total else 0.0,
+            "non_weight_cycle_fraction": (1 - self.weight_cycles / self.cycles
+                                          if self.cycles else 0.0),
         }
 
 
@@ -306,26 +354,23 @@ def _scratch(device: Device, start: int, n: int) -> np.ndarray:
     for k in range(n):
         device.reg_write(Reg.SCRATCH_ADDR, start + k)
         out[k] = device.reg_read(Reg.SCRATCH_DATA)
-    return np.where(out >= 1 << 31, out - (1 << 32), out)
+    return np.where(out >= 1 << 31, out - (1 << 32), out)  # the register is sign-extended
 
 
 def _stepped(runner: CoreRunner, tokens: list[int]):
     """Run ``tokens`` from a reset one instruction at a time; yield (t, pc, instr) after each.
 
-    Each instruction runs as a two-descriptor program [instruction, END] written after the
-    image, so the scratchpad can be read between any two instructions.
+    Each instruction runs as a two-descriptor program [instruction, END] written into the debug
+    slot after the image, so the scratchpad can be read between any two instructions.
     """
-    from .program import Instr
-
     loaded, dev = runner.loaded, runner.device
     image = loaded.image
-    debug_addr = loaded.base + image.total_bytes + (-image.total_bytes % 64)
     runner.reset()
     for t, tok in enumerate(tokens):
         for pc, ins in enumerate(image.token[:-1]):
-            dev.write(debug_addr, ins.pack() + Instr(Op.END).pack())
-            dev.reg_write(Reg.CACHE_FLUSH, 1)  # same address, new program
-            runner._run(debug_addr, 2, tok)
+            dev.write(loaded.image_addr + loaded.debug_offset, ins.pack() + Instr(Op.END).pack())
+            dev.reg_write(Reg.CACHE_FLUSH, 1)  # same offset, new program
+            runner._run(loaded.debug_offset, 2, tok)
             yield t, pc, ins
 
 
@@ -333,14 +378,14 @@ def locate_divergence(runner: CoreRunner, tokens: list[int]) -> Divergence | Non
     """Find the first instruction at which the core's scratchpad differs from the interpreter's.
 
     Replays ``tokens`` from a reset on the core and on :class:`~nsllm.host.program.Interpreter`
-    (the sequencer's golden model) one instruction at a time and compares every instruction's
-    output region (the next token for ARGMAX). Slow (a register read per element), meant for
-    the rare mismatch. Returns ``None`` when the two agree throughout.
+    one instruction at a time and compares every instruction's output region (the next token for
+    ARGMAX). Slow (a register read per element), meant for the rare mismatch. Returns ``None``
+    when the two agree throughout.
     """
-    from .program import Instr, Interpreter
+    from .program import Interpreter
 
     image, dev = runner.loaded.image, runner.device
-    interp = Interpreter(image.raw, image.scratch_entries, image.packing, base=runner.loaded.base)
+    interp = Interpreter(image.raw, image.regions, runner.loaded.build)
     interp.run(image.reset)
     for t, pc, ins in _stepped(runner, tokens):
         interp.run([ins, Instr(Op.END)], token=tokens[t])

@@ -123,15 +123,14 @@ class IntegerArithmetic(Arithmetic):
 
     def norm(self, x, weight):
         m = self.params.norms[weight]
-        return nx.saturate(m.apply(nx.rmsnorm_q(x)))
+        return nx.norm_q(x, m.mant, m.shift)
 
     def unit_norm(self, x):
         return nx.rmsnorm_q(x)
 
     def spikes(self, layer, xn):
         lp = self.params.linears[layer]
-        u = nx.shift_round(np.asarray(xn, dtype=np.int64) * lp.enc.mant, lp.enc_shift)
-        return nx.spike_count(u, lp.D, lp.delta_q)
+        return nx.encode_q(xn, lp.enc.mant, lp.enc_shift, lp.D, lp.delta_q)
 
     def accumulate(self, layer, counts):
         lp = self.params.linears[layer]
@@ -141,29 +140,25 @@ class IntegerArithmetic(Arithmetic):
             w = self._dense[layer]
             flat = counts.reshape(-1, counts.shape[-1]).astype(w.dtype)
             acc = (flat @ w).astype(np.int64).reshape(counts.shape[:-1] + (w.shape[1],))
-        return nx.saturate(lp.out.apply(acc))
+        return nx.requant_q(acc, lp.out.mant[0], lp.out.shift)
 
     def forget_gate(self, f_pre, layer):
-        sig = nx.sigmoid_q(f_pre)
-        lb = self.params.lower_bounds[layer]
-        if lb is None:
-            return sig
-        return lb + nx.shift_round((nx.GATE_ONE - lb) * sig, nx.GATE_FRAC)
+        return nx.forget_gate_q(f_pre, self.params.lower_bounds[layer])
 
     def input_gate(self, i_pre, f):
-        return nx.shift_round(nx.silu_q(i_pre) * (nx.GATE_ONE - f), nx.GATE_FRAC)
+        return nx.input_gate_q(i_pre, f)
 
     def recur(self, f, h, i):
-        return nx.saturate(nx.shift_round(f * h, nx.GATE_FRAC) + i)
+        return nx.recur_q(f, h, i)
 
     def silu(self, x):
         return nx.silu_q(x)
 
     def mul(self, a, b):
-        return nx.saturate(nx.shift_round(np.asarray(a, np.int64) * b, nx.ACT_FRAC))
+        return nx.mul_q(a, b)
 
     def add(self, a, b):
-        return nx.saturate(np.asarray(a, np.int64) + b)
+        return nx.add_q(a, b)
 
     def zeros_state(self, batch):
         return np.zeros((batch, self.weights.config.hidden_size), dtype=np.int64)

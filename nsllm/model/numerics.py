@@ -176,7 +176,8 @@ def sqrt_d_const(d: int) -> int:
     return int(math.floor(math.sqrt(d) * (1 << SQRTD_FRAC) + 0.5))
 
 
-def rsqrt_factor(sum_sq: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
+def rsqrt_factor(sum_sq: np.ndarray, d: int, sqrt_d: int | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """RMSNorm factor for each vector: ``(r, shift)`` with ``x * r >> shift ≈ x * sqrt(d/sum_sq)``.
 
     ``sum_sq`` is Σx² of ACT_FRAC integers (so it carries 2·ACT_FRAC fractional bits); zero is
@@ -190,7 +191,8 @@ def rsqrt_factor(sum_sq: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
     e = nbits - (RSQRT_M_BITS + 2)
     e = e + (e & 1)  # round the shift up to even so that sqrt(2**e) is a whole shift
     m = np.where(e >= 0, ss >> np.maximum(e, 0), ss << np.maximum(-e, 0))
-    r = shift_round(RSQRT_TABLE[m - (1 << RSQRT_M_BITS)] * sqrt_d_const(d), SQRTD_FRAC)
+    sqrt_d = sqrt_d_const(d) if sqrt_d is None else int(sqrt_d)
+    r = shift_round(RSQRT_TABLE[m - (1 << RSQRT_M_BITS)] * sqrt_d, SQRTD_FRAC)
     return r, RSQRT_FRAC + e // 2 - ACT_FRAC
 
 
@@ -205,11 +207,14 @@ def _bit_length(x: np.ndarray) -> np.ndarray:
     return n + (x > 0)
 
 
-def rmsnorm_q(x: np.ndarray) -> np.ndarray:
-    """Normalise each vector (last axis) to unit RMS, without the weight: ACT_FRAC in and out."""
+def rmsnorm_q(x: np.ndarray, sqrt_d: int | None = None) -> np.ndarray:
+    """Normalise each vector (last axis) to unit RMS, without the weight: ACT_FRAC in and out.
+
+    ``sqrt_d`` is the length constant :func:`sqrt_d_const` of the vectors (default: that of
+    their length; the core takes it from its descriptor)."""
     x = np.asarray(x, dtype=np.int64)
     ss = np.sum(x * x, axis=-1, keepdims=True)
-    r, s = rsqrt_factor(ss, x.shape[-1])
+    r, s = rsqrt_factor(ss, x.shape[-1], sqrt_d)
     return saturate(shift_round_array(x * r, s))
 
 
@@ -262,3 +267,73 @@ def float32_exact(fan_in: int, D: int) -> bool:
     below 2**24 exactly, so no rounding can happen anywhere in the sum.
     """
     return fan_in * D < FLOAT32_EXACT
+
+
+# --- operation kernels ----------------------------------------------------------------------------
+# One kernel per instruction of the core (nsllm.isa.opcodes): the integer model
+# (nsllm.model.integer) and the core's interpreter (nsllm.host.program) both call these, and the
+# RTL units implement exactly these formulas.
+def norm_q(x: np.ndarray, mant: np.ndarray, shift: int, sqrt_d: int | None = None
+           ) -> np.ndarray:
+    """RMSNorm with a weight: ``sat(shift_round(rmsnorm_q(x) · mant, shift))`` (NORM)."""
+    return saturate(shift_round(rmsnorm_q(x, sqrt_d) * np.asarray(mant, dtype=np.int64),
+                                shift))
+
+
+def encode_q(xn: np.ndarray, mant: np.ndarray, shift: int, D: int, delta_q: int) -> np.ndarray:
+    """The I-LIF encoder of a ternary layer's input: membrane ``shift_round(xn · mant, shift)``
+    (U_FRAC bits) → :func:`spike_count` (LINEAR, first half)."""
+    u = shift_round(np.asarray(xn, dtype=np.int64) * np.asarray(mant, dtype=np.int64), shift)
+    return spike_count(u, D, delta_q)
+
+
+def requant_q(acc: np.ndarray, mant: int, shift: int) -> np.ndarray:
+    """Accumulator → activation: ``sat(shift_round(acc · mant, shift))`` (LINEAR, second half)."""
+    return saturate(shift_round(np.asarray(acc, dtype=np.int64) * int(mant), shift))
+
+
+def forget_gate_q(f_pre: np.ndarray, lb) -> np.ndarray:
+    """MLGRU forget gate ``lb + shift_round((1 − lb)·σ(f_pre), GATE_FRAC)`` (Q1.15).
+
+    ``lb`` is the layer's lower bound (Q1.15) or ``None`` (σ alone; equal to ``lb = 0``)."""
+    sig = sigmoid_q(f_pre)
+    if lb is None:
+        return sig
+    lb = np.asarray(lb, dtype=np.int64)
+    return lb + shift_round((GATE_ONE - lb) * sig, GATE_FRAC)
+
+
+def input_gate_q(i_pre: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """MLGRU input ``shift_round(silu(i_pre)·(1 − f), GATE_FRAC)``."""
+    return shift_round(silu_q(i_pre) * (GATE_ONE - np.asarray(f, dtype=np.int64)), GATE_FRAC)
+
+
+def recur_q(f: np.ndarray, h: np.ndarray, i: np.ndarray) -> np.ndarray:
+    """MLGRU state ``sat(shift_round(f·h, GATE_FRAC) + i)``."""
+    return saturate(shift_round(np.asarray(f, dtype=np.int64) * h, GATE_FRAC) + i)
+
+
+def mlgru_q(i_pre: np.ndarray, f_pre: np.ndarray, lb, h: np.ndarray) -> np.ndarray:
+    """One MLGRU state update (MLGRU): the three kernels above in order."""
+    f = forget_gate_q(f_pre, lb)
+    return recur_q(f, h, input_gate_q(i_pre, f))
+
+
+def mul_q(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Elementwise product of two activations: ``sat(shift_round(a·b, ACT_FRAC))``."""
+    return saturate(shift_round(np.asarray(a, dtype=np.int64) * b, ACT_FRAC))
+
+
+def silu_gate_q(value: np.ndarray, gated: np.ndarray) -> np.ndarray:
+    """``mul_q(value, silu_q(gated))`` (SILUGATE: the GLU and the MLGRU output gate)."""
+    return mul_q(value, silu_q(gated))
+
+
+def add_q(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Residual add ``sat(a + b)`` (ADD)."""
+    return saturate(np.asarray(a, dtype=np.int64) + b)
+
+
+def argmax_q(x: np.ndarray) -> int:
+    """Greedy decoding: the first index of the maximum (ARGMAX; ties go to the lowest index)."""
+    return int(np.argmax(np.asarray(x)))

@@ -1,0 +1,215 @@
+"""Build limits, alignment, the scratchpad layout, the weight ports' share of each layer, and
+the checks every implementation applies to a descriptor before it runs it.
+
+Weight ports
+------------
+A build has ``N`` weight ports (AXI4 read masters ``m_axi_w0`` … ``m_axi_w{N-1}``), each with
+its own *weight region* (on the board: its own buffer in its own memory bank). Column ``j`` of a
+LINEAR (the weights that input ``j`` drives) belongs to port :func:`column_port` ``= j mod N``
+and sits in that port's region at ``weight + column_slot(j) · stride`` with
+:func:`column_slot` ``= j div N``. Every region has the same layout (each layer at the same
+offset, :func:`columns_per_port` slots of ``stride`` bytes), so one descriptor serves all ports.
+Each port accumulates its own columns into its own accumulator bank; the banks are summed when
+the layer's outputs are requantised. docs/hardware.md ("Weight ports") says why this column
+interleave was chosen over row stripes.
+
+Tables
+------
+Every table entry is a little-endian int32 and every table starts on a 64-byte boundary, so one
+loader serves all of them; the units read: NORM and LINEAR tables, the low 16 bits as a signed
+mantissa (``MULT_BITS``); MLGRU tables, the low 16 bits as an unsigned Q1.15 lower bound; EMBED
+rows, the whole int32 saturated to ``ACT_BITS``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import ErrorCode
+from .opcodes import DESCRIPTOR_BYTES, Instr, Op
+
+__all__ = ["ALIGN", "MAX_SHIFT", "MAX_WEIGHT_PORTS", "PACKING_CODES", "TABLE_ALIGN", "TRITS_PER_BYTE",
+           "BuildLimits", "Regions", "ScratchLayout", "check_column", "check_instr",
+           "check_program", "column_port", "column_slot", "columns_per_port", "scratch_layout"]
+
+ALIGN = 16  #: vector lengths and scratchpad regions are multiples of this (any vector width ≤ 16)
+TABLE_ALIGN = 64  #: byte alignment of every table, program and region (the widest port word)
+MAX_SHIFT = 63  #: run-time shifts lie in [1, MAX_SHIFT]
+MAX_ROW_SHIFT = 31  #: EMBED's log2 row bytes
+MAX_WEIGHT_PORTS = 4  #: the register map has W0..W3
+PACKING_CODES = {"2bit": 1, "base3": 2}  #: BUILD_PACKINGS bits
+TRITS_PER_BYTE = {"2bit": 4, "base3": 5}
+TABLE_ENTRY_BYTES = 4  #: every table entry is a little-endian int32
+
+
+@dataclass(frozen=True)
+class BuildLimits:
+    """What one core build supports (its generator parameters, as the BUILD_* registers say)."""
+
+    port_bytes: int
+    max_vocab: int
+    max_hidden: int
+    max_intermediate: int
+    max_layers: int
+    max_D: int
+    scratch_entries: int
+    acc_bits: int
+    weight_ports: int = 1
+    vector: int = 8
+    packings: tuple[str, ...] = ("2bit",)
+    max_ops: int = 1024
+
+    @property
+    def max_in(self) -> int:
+        """Longest table (and LINEAR fan-in)."""
+        return max(self.max_hidden, self.max_intermediate)
+
+    @property
+    def max_out(self) -> int:
+        """Most LINEAR outputs (accumulator capacity)."""
+        return max(2 * self.max_intermediate, self.max_vocab, self.max_hidden)
+
+    def lanes(self, packing: str) -> int:
+        """Trits (rows) per weight beat."""
+        return TRITS_PER_BYTE[packing] * self.port_bytes
+
+    @property
+    def acc_words(self) -> int:
+        """Accumulator words per bank (each word holds the rows of one beat, widest packing)."""
+        return -(-self.max_out // min(self.lanes(p) for p in self.packings))
+
+    @property
+    def packing_bits(self) -> int:
+        return sum(PACKING_CODES[p] for p in self.packings)
+
+    @staticmethod
+    def packings_from_bits(bits: int) -> tuple[str, ...]:
+        return tuple(p for p, b in PACKING_CODES.items() if bits & b)
+
+
+@dataclass(frozen=True)
+class Regions:
+    """Sizes of the memory regions a program may read (the IMAGE_BYTES, REGION_BYTES registers)."""
+
+    image_bytes: int
+    region_bytes: int
+
+
+def column_port(j: int, ports: int) -> int:
+    return j % ports
+
+
+def column_slot(j: int, ports: int) -> int:
+    return j // ports
+
+
+def columns_per_port(n: int, ports: int) -> int:
+    """Column slots of a layer with ``n`` inputs in each weight region."""
+    return -(-n // ports)
+
+
+@dataclass
+class ScratchLayout:
+    """Element addresses of the on-chip vectors (one scratchpad, ACT_BITS per entry)."""
+
+    regions: dict[str, tuple[int, int]] = field(default_factory=dict)
+    size: int = 0
+
+    def add(self, name: str, n: int) -> int:
+        self.regions[name] = (self.size, n)
+        self.size += n
+        return self.regions[name][0]
+
+    def __getitem__(self, name: str) -> int:
+        return self.regions[name][0]
+
+
+def scratch_layout(cfg) -> ScratchLayout:
+    """The scratchpad of a model shape (``cfg``: hidden_size, intermediate_size, vocab_size,
+    num_layers): the residual stream, projections, GLU vectors, logits, the spike copy of the
+    last LINEAR's input, then every layer's recurrent state."""
+    d, inter = cfg.hidden_size, cfg.intermediate_size
+    lay = ScratchLayout()
+    for name, n in [("x", d), ("a", d), ("xn", d), ("i", d), ("f", d), ("g", d), ("gn", d),
+                    ("o_in", d), ("y", d), ("gu", 2 * inter), ("z", inter), ("zn", inter),
+                    ("logits", cfg.vocab_size), ("spikes", max(d, inter))]:
+        lay.add(name, n)
+    for li in range(cfg.num_layers):
+        lay.add(f"h{li}", d)
+    return lay
+
+
+#: Scratchpad operands of each opcode: (field, length field).
+SCRATCH_OPERANDS: dict[Op, tuple[tuple[str, str], ...]] = {
+    Op.EMBED: (("dst", "n"),),
+    Op.NORM: (("src_a", "n"), ("dst", "n")),
+    Op.UNORM: (("src_a", "n"), ("dst", "n")),
+    Op.LINEAR: (("src_a", "n"), ("src_b", "n"), ("dst", "m")),
+    Op.MLGRU: (("src_a", "n"), ("src_b", "n"), ("dst", "n")),
+    Op.SILUGATE: (("src_a", "n"), ("src_b", "n"), ("dst", "n")),
+    Op.ADD: (("src_a", "n"), ("src_b", "n"), ("dst", "n")),
+    Op.CLEAR: (("dst", "n"),),
+    Op.ARGMAX: (("src_a", "n"),),
+    Op.END: (),
+}
+#: Opcodes that read a table of n int32 entries from the image region.
+TABLE_OPS = (Op.EMBED, Op.NORM, Op.LINEAR, Op.MLGRU)
+
+
+def _shift_ok(s: int) -> bool:
+    return 1 <= s <= MAX_SHIFT
+
+
+def check_instr(ins: Instr, build: BuildLimits, regions: Regions, token: int = 0) -> ErrorCode:
+    """The first check ``ins`` fails before it runs (``ErrorCode.NONE`` if none), in the order
+    the core applies them: packing, fields, scratchpad, token, table, weights."""
+    op = ins.op
+    if op == Op.END:
+        return ErrorCode.NONE
+    if op == Op.LINEAR:
+        packing = "base3" if ins.base3 else "2bit"
+        if packing not in build.packings:
+            return ErrorCode.PACKING
+        if (not 1 <= ins.D <= build.max_D or not _shift_ok(ins.shift_a)
+                or not _shift_ok(ins.shift_b) or ins.n > build.max_in or ins.m > build.max_out):
+            return ErrorCode.FIELD
+    elif op == Op.NORM:
+        if not _shift_ok(ins.shift_a) or ins.n > build.max_in:
+            return ErrorCode.FIELD
+    elif op in (Op.EMBED, Op.MLGRU):
+        if ins.n > build.max_in or (op == Op.EMBED and ins.shift_b > MAX_ROW_SHIFT):
+            return ErrorCode.FIELD
+    for start_field, len_field in SCRATCH_OPERANDS[op]:
+        start, n = getattr(ins, start_field), getattr(ins, len_field)
+        if n == 0 or n % ALIGN or start % ALIGN or start + n > build.scratch_entries:
+            return ErrorCode.SCRATCH
+    if op == Op.EMBED and token >= ins.m:
+        return ErrorCode.TOKEN
+    if op in TABLE_OPS:
+        start = ins.table + ((token << ins.shift_b) if op == Op.EMBED else 0)
+        if ins.table % TABLE_ALIGN or start + TABLE_ENTRY_BYTES * ins.n > regions.image_bytes:
+            return ErrorCode.TABLE
+    if op == Op.LINEAR:
+        pb = build.port_bytes
+        per_byte = TRITS_PER_BYTE["base3" if ins.base3 else "2bit"]
+        if (ins.weight % pb or ins.stride % pb or ins.stride == 0
+                or ins.stride * per_byte < ins.m
+                or ins.stride // pb > build.acc_words
+                or ins.weight + ins.wsize > regions.region_bytes):
+            return ErrorCode.WEIGHT
+    return ErrorCode.NONE
+
+
+def check_column(ins: Instr, j: int, ports: int) -> ErrorCode:
+    """A spiking column's slot must lie inside the layer's ``wsize`` (checked when it fires)."""
+    if (column_slot(j, ports) + 1) * ins.stride > ins.wsize:
+        return ErrorCode.WEIGHT
+    return ErrorCode.NONE
+
+
+def check_program(offset: int, ops: int, build: BuildLimits, regions: Regions) -> ErrorCode:
+    """PROG_OFFSET / PROG_OPS before the program is fetched."""
+    if (ops == 0 or ops > build.max_ops or offset % TABLE_ALIGN
+            or offset + DESCRIPTOR_BYTES * ops > regions.image_bytes):
+        return ErrorCode.PROGRAM
+    return ErrorCode.NONE
