@@ -485,7 +485,7 @@ def test_a_command_failing_midway_writes_nothing(tiny_weights, tmp_path, monkeyp
     out.mkdir()
     (out / "index.html").write_text("the previous report")
     before = snapshot(out)
-    text = "The parser reads a line. It returns 3 tokens.\n" * 3
+    text = "The parser reads a line. It returns 3 tokens.\n"
     with pytest.raises(RuntimeError, match="study failed"):
         an.analyze(tiny_weights, ByteTokenizer(), out, text=text, study="clear-vs-ambiguous",
                    shuffles=2, bootstraps=2, trains=["lm_head"])
@@ -708,6 +708,11 @@ def test_read_only_and_unreadable_places(tmp_path):
     is used as it is, and a damaged one names the folder to delete."""
     from nsllm.sim import buildcache
 
+    caps = int(next(line.split()[1] for line in Path("/proc/self/status").read_text()
+                    .splitlines() if line.startswith("CapEff:")), 16)
+    overrides = bool(caps & 0b110)  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH (root, usually)
+    if overrides and not caps & (1 << 8):
+        pytest.skip("permission overrides that cannot be dropped here (no CAP_SETPCAP)")
     base = tmp_path
     _checkpoint(base / "ckpt")
     (base / "ro").mkdir()
@@ -727,8 +732,7 @@ def test_read_only_and_unreadable_places(tmp_path):
         r = subprocess.run([sys.executable, "-c", UNPRIVILEGED_SCRIPT, str(base)],
                            capture_output=True, text=True, timeout=120,
                            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
-                           preexec_fn=_without_permission_override if os.geteuid() == 0
-                           else None)
+                           preexec_fn=_without_permission_override if overrides else None)
     finally:
         for p in locked:
             p.chmod(0o755)
