@@ -7,10 +7,15 @@ Feature packages add their own subcommands through a ``commands`` module with
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import importlib
 import json
 import os
 import sys
+import warnings
+
+from . import options
 
 #: Packages contributing subcommands (each has ``<package>.commands.register(subparsers)``).
 COMMAND_MODULES = ("nsllm.quant.commands", "nsllm.hdl.commands", "nsllm.analysis.commands")
@@ -21,6 +26,9 @@ SIMULATORS = ("verilator", "icarus")
 
 class CommandError(Exception):
     """A user-facing error: printed as ``nsllm: error: …`` with exit code 2."""
+
+
+DEBUG_HINT = "rerun with --debug (or NSLLM_DEBUG=1) for the traceback"
 
 
 def load_weights(model: str | None):
@@ -58,11 +66,23 @@ def tokenizer_for(weights, model_arg: str | None):
 
 # -- info ---------------------------------------------------------------------------------------
 def cmd_info(args) -> int:
-    from .model import resolve_model_path
-    from .model.fileformat import file_packing
+    from .model import resolve_model_path, save_model
+    from .model.fileformat import FORMAT_VERSION, file_packing, format_version
     from .model.packing import PACKINGS, packed_bytes
 
     path = resolve_model_path(args.model)
+    if args.upgrade:
+        version = format_version(path)
+        if version == FORMAT_VERSION:
+            print(f"{path} is already format version {FORMAT_VERSION}; nothing to do")
+            return 0
+        with warnings.catch_warnings():  # the warning says to do what we are doing
+            warnings.simplefilter("ignore")
+            weights = load_weights(str(path))
+        save_model(weights, path, packing=file_packing(path))
+        print(f"rewrote {path} as format version {FORMAT_VERSION} (was {version}), with "
+              "checksums; the model is unchanged")
+        return 0
     w = load_weights(args.model)
     cfg = w.config
     tern = cfg.num_ternary_weights()
@@ -70,6 +90,7 @@ def cmd_info(args) -> int:
         "path": str(path),
         "name": cfg.name,
         "file_bytes": path.stat().st_size,
+        "format_version": format_version(path),
         "packing": file_packing(path),
         "vocab_size": cfg.vocab_size,
         "hidden_size": cfg.hidden_size,
@@ -86,7 +107,8 @@ def cmd_info(args) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    print(f"{info['name']}  ({path}, {info['file_bytes']:,} bytes, {info['packing']} trits)")
+    print(f"{info['name']}  ({path}, {info['file_bytes']:,} bytes, format "
+          f"v{info['format_version']}, {info['packing']} trits)")
     print(f"  vocab {cfg.vocab_size}, d {cfg.hidden_size}, {cfg.num_layers} layers, "
           f"intermediate {cfg.intermediate_size}, {cfg.token_mixer}, {cfg.tokenizer} tokenizer")
     print(f"  {info['parameters']:,} parameters, {tern:,} ternary "
@@ -154,17 +176,30 @@ def add_model_arg(p: argparse.ArgumentParser) -> None:
                    help="a .nsllm file or a folder with one (default: the shipped default model)")
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the project's error format: usage, then ``nsllm: error: …``, exit 2."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(2, f"nsllm: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="nsllm",
         description="Neuromorphic spike-based LLMs: golden model, quantization, hardware.",
     )
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error (also: NSLLM_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
     p = sub.add_parser("info", help="describe a .nsllm model")
     p.add_argument("model", nargs="?", default=None, help="model file (default: shipped model)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--upgrade", action="store_true",
+                   help="rewrite an older-format file in place as the current format (with "
+                        "checksums); the model itself is unchanged")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("generate", help="generate text from a prompt")
@@ -174,20 +209,26 @@ def build_parser() -> argparse.ArgumentParser:
                         "sim: the generated core in a simulator")
     p.add_argument("--simulator", default="verilator", choices=SIMULATORS,
                    help="simulator of the core for --backend sim (default verilator)")
-    p.add_argument("--timeout", type=float, default=None,
+    p.add_argument("--timeout", type=options.number(0.0, open_lo=True, what="a time in seconds"),
+                   default=None,
                    help="seconds one token may take on the core before giving up with its "
                         "status registers (default 120 on Verilator, 3600 on Icarus)")
     p.add_argument("--prompt", "-p", required=True)
-    p.add_argument("--max-new-tokens", "-n", type=int, default=64)
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--seed", type=int, default=None, help="sampler seed")
+    p.add_argument("--max-new-tokens", "-n", type=options.integer(1, what="a token count"),
+                   default=64)
+    p.add_argument("--temperature", type=options.number(0.0), default=0.0,
+                   help="0 = greedy (default)")
+    p.add_argument("--top-k", type=options.integer(0, what="a token count"), default=0,
+                   help="sample from the k most likely tokens (0 = all, default)")
+    p.add_argument("--seed", type=options.integer(0, what="a seed"), default=None,
+                   help="sampler seed")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("demo", help="the main job: the default model on the simulated core")
     add_model_arg(p)
-    p.add_argument("--max-new-tokens", "-n", type=int, default=64)
+    p.add_argument("--max-new-tokens", "-n", type=options.integer(1, what="a token count"),
+                   default=64)
     p.add_argument("--prompt", "-p", default=None, help="prompt (default: one from the corpus)")
     p.add_argument("--simulator", default="verilator", choices=SIMULATORS)
     p.set_defaults(func=cmd_demo)
@@ -200,30 +241,125 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(sub)
+    for p in sub.choices.values():  # --debug after the command too (default kept from above)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help=argparse.SUPPRESS)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """Failures with a message for the user (printed as ``nsllm: error: …``, exit 2)."""
+    import subprocess
+
     from .host.device import DeviceError
-    from .model import ModelFileError
-    from .model.config import ConfigError
+    from .sim.buildcache import BuildCacheError
     from .sim.toolchain import ToolchainError
 
+    return (CommandError, ValueError, DeviceError, ToolchainError, BuildCacheError, OSError,
+            subprocess.TimeoutExpired, ModuleNotFoundError, MemoryError)
+
+
+#: What to do about a file-system error, by errno.
+_OS_HINTS = {
+    errno.EACCES: "check the permissions or choose another path",
+    errno.EPERM: "check the permissions or choose another path",
+    errno.EROFS: "the file system is read-only; choose another path",
+    errno.ENOSPC: "the disk is full; free some space and rerun",
+    errno.EDQUOT: "the disk quota is exhausted; free some space and rerun",
+    errno.ENOENT: "check the path",
+    errno.EISDIR: "give a file, not a folder",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.ENAMETOOLONG: "use a shorter path",
+}
+
+
+def describe_error(e: BaseException) -> str:
+    """The one-line message of an expected failure: the problem and, where known, the fix."""
+    import subprocess
+
+    if isinstance(e, ModuleNotFoundError):
+        return f"{e} (a missing Python package: install it into the project's virtualenv)"
+    if isinstance(e, MemoryError):
+        return "out of memory; use a smaller model or input, or a machine with more memory"
+    if isinstance(e, subprocess.TimeoutExpired):
+        return f"{e}; the tool did not finish in time"
+    if isinstance(e, OSError) and not isinstance(e, TimeoutError) and e.strerror:
+        where = f"{e.filename}: " if e.filename is not None else ""
+        hint = _OS_HINTS.get(e.errno)
+        return f"{where}{e.strerror}" + (f"; {hint}" if hint else "")
+    return str(e) or type(e).__name__
+
+
+def _debug_requested(argv: list[str]) -> bool:
+    return os.environ.get("NSLLM_DEBUG", "") not in ("", "0") or "--debug" in argv
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null (after a broken pipe: nothing more to say, and Python's final
+    flush must not complain)."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"nsllm: warning: {message}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command: the CLI's single error boundary.
+
+    Expected failures (bad input, file-system errors, missing tools, device errors) print
+    ``nsllm: error: …`` and return 2; anything else is a bug: a short message with the hint to
+    rerun with ``--debug``, return 1. Broken pipes and a closed stdout are quiet. Files the
+    command writes appear together when it succeeds (:func:`nsllm.outputs.transaction`).
+    """
+    from .outputs import transaction
+
     os.environ.setdefault("MPLBACKEND", "Agg")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = _debug_requested(argv)
+    if sys.stdout is None:  # started with stdout closed
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (CommandError, ModelFileError, ConfigError, FileNotFoundError, ValueError,
-            DeviceError, ToolchainError) as e:
-        print(f"nsllm: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        return 0
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning  # one line per warning
+        try:
+            with transaction():
+                try:
+                    code = int(args.func(args) or 0)
+                except BrokenPipeError:  # the reader went away: keep what was written, be quiet
+                    _quiet_stdout()
+                    return 0
+            try:
+                sys.stdout.flush()
+            except BrokenPipeError:
+                _quiet_stdout()
+                return 0
+            except OSError as e:  # e.g. > /dev/full
+                _quiet_stdout()
+                print(f"nsllm: error: cannot write the standard output: {e.strerror or e}",
+                      file=sys.stderr)
+                return 2
+            return code
+        except KeyboardInterrupt:
+            print("nsllm: interrupted", file=sys.stderr)
+            return 130
+        except _expected_errors() as e:
+            if debug:
+                raise
+            print(f"nsllm: error: {describe_error(e)}", file=sys.stderr)
+            return 2
+        except Exception as e:  # a bug: say so briefly, the traceback is one flag away
+            if debug:
+                raise
+            print(f"nsllm: internal error: {type(e).__name__}: {e}\n"
+                  f"nsllm: this is a bug in nsllm, not in your input; {DEBUG_HINT} and report "
+                  "it", file=sys.stderr)
+            return 1
 
 
 if __name__ == "__main__":
     sys.exit(main())
-

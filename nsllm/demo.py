@@ -26,6 +26,9 @@ def run_demo(model: str | None = None, max_new_tokens: int = 64, prompt: str | N
     from .perf.model import estimate_cycles, fired_from_stats
     from .sim.verilator_device import sim_backend
 
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) \
+            or max_new_tokens < 1:
+        raise ValueError(f"the demo needs at least one new token, not {max_new_tokens!r}")
     prompt = DEMO_PROMPT if prompt is None else prompt
     path = resolve_model_path(model)
     weights = load_weights(model)

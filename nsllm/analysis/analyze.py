@@ -10,6 +10,7 @@ import numpy as np
 
 from ..model import IntegerModel, ModelWeights
 from ..model.stats import mean_firing_rate
+from ..outputs import atomic_write, check_output, transaction
 from . import report as rp
 from .layers import (
     INPUT_KINDS,
@@ -111,10 +112,28 @@ def analyze(weights: ModelWeights, tokenizer, out: str | os.PathLike, *, text: s
         raise ValueError("nothing to analyze: give a text, a study, or both")
     if input_kind not in INPUT_KINDS:
         raise ValueError(f"unknown input kind {input_kind!r}; choose from {INPUT_KINDS}")
-    progress = progress or rp.Progress(enabled=False)
-    out = Path(out)
+    cfg = weights.config
+    for what, names in (("--raster-layer", [raster_layer] if raster_layer else []),
+                        ("--trains", trains or [])):
+        unknown = [n for n in names if n not in cfg.quant]
+        if unknown:
+            raise ValueError(f"{what}: unknown layer(s) {', '.join(unknown)}; the model's "
+                             f"layers are {', '.join(cfg.ternary_layers())}")
+    for what, v, lo in (("max_tokens", max_tokens, 8), ("shuffles", shuffles, 1),
+                        ("bootstraps", bootstraps, 1), ("block", block, 1)):
+        if not isinstance(v, int) or v < lo:
+            raise ValueError(f"{what} must be an integer ≥ {lo}, not {v!r}")
+    check_output(out, "out", kind="folder")
+    pairs = None if study is None else load_passages(study)
+    with transaction():  # the report appears complete, or the folder stays as it was
+        return _analyze(weights, tokenizer, Path(out), text, pairs, input_kind, max_tokens,
+                        shuffles, bootstraps, block, seed, raster_layer, trains,
+                        progress or rp.Progress(enabled=False), model_label)
+
+
+def _analyze(weights, tokenizer, out, text, pairs, input_kind, max_tokens, shuffles, bootstraps,
+             block, seed, raster_layer, trains, progress, model_label) -> dict:
     plots = out / "plots"
-    plots.mkdir(parents=True, exist_ok=True)
     model = IntegerModel(weights)
     cfg = weights.config
     result: dict = {"model": {"name": cfg.name, "path": model_label, "layers": cfg.num_layers,
@@ -135,7 +154,8 @@ def analyze(weights: ModelWeights, tokenizer, out: str | os.PathLike, *, text: s
                      meta={"model_path": model_label})
         rec.save(out / "recording.npz")
         if trains:
-            np.savez_compressed(out / "spike_trains.npz", **{k: rec.train(k) for k in trains})
+            with atomic_write(out / "spike_trains.npz") as tmp:
+                np.savez_compressed(tmp, **{k: rec.train(k) for k in trains})
         x, names = input_symbols(input_kind, tokenizer, toks)
         layers, neurons = measure_recording(
             rec, x, shuffles=shuffles, bootstraps=bootstraps, block=block, seed=seed,
@@ -161,8 +181,7 @@ def analyze(weights: ModelWeights, tokenizer, out: str | os.PathLike, *, text: s
                 + rp.layer_table(layers))
         sections.append(("Text", body, [rp.relpath(p, out) for p in pngs]))
 
-    if study is not None:
-        pairs = load_passages(study)
+    if pairs is not None:
         res = run_study(model, tokenizer, pairs, input_kind=input_kind,
                         shuffles=max(5, shuffles // 2), pooled_bootstraps=max(0, bootstraps // 2),
                         block=block, seed=seed, progress=progress)
@@ -198,7 +217,8 @@ def save_neurons(path: Path, neurons: dict[str, NeuronMeasures]) -> Path:
     """Per-neuron measures of every layer as ``<layer>/<measure>`` arrays."""
     arrays = {f"{layer}/{k}": np.asarray(v) for layer, nm in neurons.items()
               for k, v in vars(nm).items()}
-    np.savez_compressed(path, **arrays)
+    with atomic_write(path) as tmp:
+        np.savez_compressed(tmp, **arrays)
     return path
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .. import options
+
 
 def cmd_analyze(args) -> int:
     from ..model import load_model, resolve_model_path
@@ -55,16 +57,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                   "split of the training corpus)")
     p.add_argument("--study", help="a study: clear-vs-ambiguous (shipped), or a JSON file of "
                                    "passage pairs")
-    p.add_argument("--out", "-o", help="report folder")
+    p.add_argument("--out", "-o", type=options.output_folder, help="report folder")
     p.add_argument("--inputs", choices=("class", "token"), default="class",
                    help="X of the mutual information: token character class (default) or token "
                         "id (the 31 most frequent, the rest merged)")
-    p.add_argument("--max-tokens", type=int, default=4096, help="tokens of --text recorded")
-    p.add_argument("--shuffles", type=int, default=20, help="shuffles for the MI bias baseline")
-    p.add_argument("--bootstraps", type=int, default=100,
+    p.add_argument("--max-tokens", type=options.integer(8, what="a token count"), default=4096,
+                   help="tokens of --text recorded (at least 8)")
+    p.add_argument("--shuffles", type=options.integer(1), default=20,
+                   help="shuffles for the MI bias baseline")
+    p.add_argument("--bootstraps", type=options.integer(1), default=100,
                    help="block-bootstrap replicates for confidence intervals")
-    p.add_argument("--block", type=int, default=16, help="bootstrap block length in tokens")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--block", type=options.integer(1), default=16,
+                   help="bootstrap block length in tokens")
+    p.add_argument("--seed", type=options.integer(0, what="a seed"), default=0)
     p.add_argument("--raster-layer", help="layer of the raster plot (default: a middle layer)")
     p.add_argument("--trains", help="comma-separated layers whose spike trains are also saved")
     p.add_argument("--compare", metavar="NPZ",

@@ -161,21 +161,32 @@ class SpikeRecording:
     # -- storage --------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
         """Write a compressed ``.npz`` (no pickled objects; see :meth:`load`)."""
+        from ..outputs import atomic_write
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         header = {"format": "nsllm-spikes", "version": RECORDING_VERSION, "layers": self.layers,
                   "timesteps": self.timesteps, "meta": self.meta}
         arrays = {f"counts/{k}": v for k, v in self.counts.items()}
         arrays["tokens"] = self.tokens.astype(np.int32)
         arrays["text"] = np.frombuffer(self.text.encode("utf-8"), dtype=np.uint8)
         arrays["header"] = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
-        with open(path, "wb") as f:
+        with atomic_write(path) as tmp, open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> SpikeRecording:
-        """Read a recording written by :meth:`save`."""
+        """Read a recording written by :meth:`save`; any other file raises ValueError."""
+        import zipfile
+
+        try:
+            return cls._load(path)
+        except (zipfile.BadZipFile, EOFError, KeyError, TypeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path}: not a readable spike recording ({type(e).__name__}: {e}); "
+                             "write one with SpikeRecording.save") from None
+
+    @classmethod
+    def _load(cls, path: str | os.PathLike) -> SpikeRecording:
         with np.load(Path(path), allow_pickle=False) as z:
             if "header" not in z.files:
                 raise ValueError(f"{path}: not a spike recording (no header); write one with "

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..outputs import atomic_write, write_text
 from .layers import LayerMeasures, NeuronMeasures, short_name
 from .recording import SpikeRecording
 
@@ -54,6 +55,16 @@ def _plt():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save(fig, path: Path, dpi: int) -> None:
+    """Lay out, write atomically (a temporary file, then a rename) and close a figure."""
+    fig.tight_layout()
+    try:
+        with atomic_write(path) as tmp:
+            fig.savefig(tmp, dpi=dpi)
+    finally:
+        _plt().close(fig)
 
 
 def _ci_err(values, cis):
@@ -108,9 +119,7 @@ def plot_raster(rec: SpikeRecording, path: Path, *, layer: str | None = None,
     a2.set_ylabel("neuron")
     a2.set_xlabel(f"token ({d} timesteps each)")
     a2.set_title("spike trains (binary spike conversion): +1 black, −1 red")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, 110)
     return path
 
 
@@ -145,9 +154,7 @@ def plot_firing(layers: list[LayerMeasures], path: Path) -> Path:
     ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=3,
               frameon=False)
     fig.suptitle("Firing rate per layer (input population of each ternary layer)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, 110)
     return path
 
 
@@ -190,9 +197,7 @@ def plot_entropy_mi(layers: list[LayerMeasures], path: Path, input_label: str) -
     _layer_axis(a3, labels)
     for a in (a1, a2):
         a.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, 110)
     return path
 
 
@@ -227,9 +232,7 @@ def plot_mi_vs_entropy(layers: list[LayerMeasures], neurons: dict[str, NeuronMea
     a2.set_ylabel("Pearson r (MI, entropy) over neurons")
     a2.set_title("Per layer (grey: permutation p ≥ 0.05)")
     _layer_axis(a2, [lm.label for lm in layers])
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, 110)
     return path
 
 
@@ -266,9 +269,7 @@ def plot_study(study: dict, path: Path) -> Path:
                      f"p = {a['p_value']:.3g} ({a['n']} pairs)", fontsize=9)
         ax.grid(alpha=0.3)
     _layer_axis(axes[-1], labels)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path, 100)
     return path
 
 
@@ -296,9 +297,7 @@ def write_index(out: Path, title: str, sections: list[tuple[str, str, list[str]]
         parts.append(f"<h2>{html.escape(heading)}</h2>{body}")
         parts += [f"<p><img src='{html.escape(p)}' alt='{html.escape(p)}'></p>" for p in images]
     parts.append("</body></html>")
-    path = out / "index.html"
-    path.write_text("\n".join(parts), encoding="utf-8")
-    return path
+    return write_text(out / "index.html", "\n".join(parts))
 
 
 def layer_table(layers: list[LayerMeasures]) -> str:
@@ -325,8 +324,7 @@ def study_table(study: dict) -> str:
 
 
 def write_json(path: Path, data: dict) -> Path:
-    path.write_text(json.dumps(data, indent=1, allow_nan=False), encoding="utf-8")
-    return path
+    return write_text(path, json.dumps(data, indent=1, allow_nan=False))
 
 
 def relpath(p: Path, out: Path) -> str:

@@ -51,8 +51,13 @@ def load_passages(study: str | os.PathLike = "clear-vs-ambiguous") -> list[Passa
     if not path.is_file():
         raise FileNotFoundError(f"no study {study!r}: give one of {', '.join(STUDIES)} or a JSON "
                                 "file of passage pairs")
-    data = json.loads(path.read_text(encoding="utf-8"))
-    pairs = [PassagePair(**p) for p in data["pairs"]]
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        pairs = [PassagePair(**p) for p in data["pairs"]]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a study file ({type(e).__name__}: {e}); expected "
+                         '{"pairs": [{"id", "kind", "topic", "note", "clear", "ambiguous"}, …]}'
+                         ) from None
     if len(pairs) < 2:
         raise ValueError(f"{path}: a study needs at least two passage pairs")
     return pairs

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from numbers import Integral
 from typing import Protocol
 
 import numpy as np
@@ -86,8 +87,10 @@ class Generator:
 
     def __init__(self, backend: Backend, tokenizer, temperature: float = 0.0, top_k: int = 0,
                  seed: int | None = None):
-        if temperature < 0:
-            raise ValueError(f"temperature must be ≥ 0, not {temperature}")
+        if not temperature >= 0 or temperature == float("inf"):
+            raise ValueError(f"temperature must be a finite number ≥ 0, not {temperature}")
+        if isinstance(top_k, bool) or not isinstance(top_k, Integral) or top_k < 0:
+            raise ValueError(f"top_k must be an integer ≥ 0 (0 = all tokens), not {top_k!r}")
         self.backend = backend
         if hasattr(backend, "read_logits"):  # a device argmax: read logits only to sample
             backend.read_logits = temperature > 0
@@ -110,6 +113,10 @@ class Generator:
 
     def stream(self, prompt: str, max_new_tokens: int) -> Iterator[GeneratedToken]:
         """Yield generated tokens one by one; :attr:`result` holds the totals afterwards."""
+        if isinstance(max_new_tokens, bool) \
+                or not isinstance(max_new_tokens, Integral) \
+                or max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be an integer ≥ 0, not {max_new_tokens!r}")
         ids = self.tokenizer.encode(prompt)
         if not ids:
             raise ValueError("the prompt is empty: give at least one character")

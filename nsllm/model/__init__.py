@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from .config import ModelConfig, SpikeQuant, preset
-from .fileformat import ModelFileError, load_model, save_model
+from .fileformat import ModelFileError, ModelFormatWarning, load_model, save_model
 from .graph import LanguageModel, greedy
 from .integer import IntegerModel
 from .reference import FloatModel
@@ -34,6 +34,6 @@ def resolve_model_path(path: str | os.PathLike | None) -> Path:
 
 __all__ = [
     "DEFAULT_MODEL", "FloatModel", "IntegerModel", "LanguageModel", "ModelConfig", "ModelFileError",
-    "ModelWeights", "SpikeQuant", "Trace", "greedy", "load_model", "preset", "random_weights",
-    "resolve_model_path", "save_model",
+    "ModelFormatWarning", "ModelWeights", "SpikeQuant", "Trace", "greedy", "load_model", "preset",
+    "random_weights", "resolve_model_path", "save_model",
 ]

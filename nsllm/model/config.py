@@ -11,7 +11,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, replace
 
-from .numerics import MAX_TIMESTEPS
+from .numerics import MAX_DELTA, MAX_TIMESTEPS
 
 TOKEN_MIXERS = ("mlgru",)
 ATTN_PROJECTIONS = ("i_proj", "f_proj", "g_proj", "o_proj")
@@ -49,18 +49,27 @@ class SpikeQuant:
     weight_scale: float = 1.0
 
     def validate(self, name: str) -> None:
-        if not isinstance(self.D, int) or not 1 <= self.D <= MAX_TIMESTEPS:
+        for attr in ("theta", "delta", "weight_scale"):
+            if not _is_number(getattr(self, attr)):
+                raise ConfigError(f"{name}: {attr} must be a number, not {getattr(self, attr)!r}")
+        if isinstance(self.D, bool) or not isinstance(self.D, int) \
+                or not 1 <= self.D <= MAX_TIMESTEPS:
             raise ConfigError(
                 f"{name}: D must be an integer in [1, {MAX_TIMESTEPS}], not {self.D!r}"
             )
         if not (math.isfinite(self.theta) and self.theta > 0):
             raise ConfigError(f"{name}: theta must be a positive number, not {self.theta!r}")
-        if not (math.isfinite(self.delta) and self.delta >= 0):
-            raise ConfigError(f"{name}: delta must be a number ≥ 0, not {self.delta!r}")
+        if not (math.isfinite(self.delta) and 0 <= self.delta <= MAX_DELTA):
+            raise ConfigError(f"{name}: delta must be a number in [0, {MAX_DELTA:g}] (the "
+                              f"hardware holds δ in 16 bits), not {self.delta!r}")
         if not (math.isfinite(self.weight_scale) and self.weight_scale > 0):
             raise ConfigError(
                 f"{name}: weight_scale must be a positive number, not {self.weight_scale!r}"
             )
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def mlp_intermediate_size(hidden_size: int, hidden_ratio: int = 4) -> int:
@@ -144,12 +153,17 @@ class ModelConfig:
     def validate_shapes(self) -> None:
         for attr in ("vocab_size", "hidden_size", "num_layers", "intermediate_size"):
             v = getattr(self, attr)
-            if not isinstance(v, int) or v < 1:
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{attr} must be a positive integer, not {v!r}")
         if self.token_mixer not in TOKEN_MIXERS:
             raise ConfigError(
                 f"token_mixer {self.token_mixer!r} is not supported; choose from {TOKEN_MIXERS}"
             )
+        if not (_is_number(self.norm_eps) and math.isfinite(self.norm_eps) and self.norm_eps > 0):
+            raise ConfigError(f"norm_eps must be a positive number, not {self.norm_eps!r}")
+        if not isinstance(self.use_lower_bound, bool):
+            raise ConfigError(f"use_lower_bound must be true or false, not "
+                              f"{self.use_lower_bound!r}")
         if self.tokenizer not in ("byte", "hf"):
             raise ConfigError(f"tokenizer must be 'byte' or 'hf', not {self.tokenizer!r}")
         if self.tokenizer == "byte" and self.vocab_size < 256:
@@ -178,6 +192,13 @@ class ModelConfig:
         unknown = set(data) - known
         if unknown:
             raise ConfigError(f"unknown config fields: {sorted(unknown)}")
+        quant = data.get("quant", {})
+        if not isinstance(quant, dict) or not all(isinstance(q, dict) for q in quant.values()):
+            raise ConfigError("quant must map layer names to objects of spiking parameters")
+        for layer, q in quant.items():
+            bad = set(q) - set(SpikeQuant.__dataclass_fields__)
+            if bad:
+                raise ConfigError(f"{layer}: unknown spiking parameters {sorted(bad)}")
         cfg = cls(**data)
         cfg.validate()
         return cfg

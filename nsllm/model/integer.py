@@ -79,17 +79,23 @@ class IntegerParams:
         A multiplier above 2**(MULT_BITS-1) gets a negative shift (a left shift), and products
         of 24-bit activations with it can leave int64: a norm weight, g/θ or θ·β·2**ACT_FRAC that
         large means a broken checkpoint or calibration, so it is an error, not a silent wrap.
+        The core's run-time shifts are at least 1 (descriptor shifts lie in [1, 63]), so the
+        limit is a shift ≥ 1 after the fixed offsets: |v| < 2**(MULT_BITS-2) for norm weights
+        and θ·β·2**ACT_FRAC, |v| < 2**(MULT_BITS-1) for norm weight / θ.
         """
-        named = list(self.norms.items())
+        # (name, multiplier, offset of its run-time shift = mult.shift + offset)
+        named = [(name, m, 0) for name, m in self.norms.items()]
         for name, lp in self.linears.items():
-            named += [(f"{name} (norm weight / theta)", lp.enc), (f"{name} (theta · beta)", lp.out)]
-        for name, mult in named:
-            if mult.shift < 0:
+            named += [(f"{name} (norm weight / theta)", lp.enc, lp.enc_shift - lp.enc.shift),
+                      (f"{name} (theta · beta)", lp.out, 0)]
+        for name, mult, offset in named:
+            min_shift = max(0, 1 - offset)
+            if mult.shift < min_shift and np.any(mult.mant):  # all-zero: any shift is exact
                 peak = float(np.max(np.abs(mult.real())))
                 raise ConfigError(
                     f"{name}: multiplier {peak:.4g} exceeds the fixed-point range "
-                    f"(|v| < {1 << (nx.MULT_BITS - 1)}); check the layer's weights, theta and "
-                    "weight_scale"
+                    f"(|v| < {1 << (nx.MULT_BITS - 1 - min_shift)}); "
+                    "check the layer's weights, theta and weight_scale"
                 )
 
 

@@ -34,6 +34,8 @@ GATE_FRAC = 15  #: sigmoid / forget-gate / lower-bound format: unsigned Q1.15
 GATE_ONE = 1 << GATE_FRAC
 
 U_FRAC = 8  #: fractional bits of the I-LIF membrane potential u = x / theta
+DELTA_BITS = 16  #: unsigned width of δ in U_FRAC fixed point (descriptor field, spike-unit port)
+MAX_DELTA = ((1 << DELTA_BITS) - 1) / (1 << U_FRAC)  #: largest δ the formats hold (255.996)
 
 MULT_BITS = 16  #: signed width of per-channel multiplier mantissas (norm weights, 1/theta, scales)
 

@@ -31,7 +31,11 @@ class HFTokenizer:
         from tokenizers import Tokenizer
 
         self.path = Path(path)
-        self._tok = Tokenizer.from_file(str(self.path))
+        try:
+            self._tok = Tokenizer.from_file(str(self.path))
+        except Exception as e:  # the tokenizers library raises plain Exceptions
+            raise ValueError(f"{self.path}: not a valid tokenizer.json ({e}); re-copy the "
+                             "checkpoint's tokenizer.json") from None
         self.vocab_size = self._tok.get_vocab_size()
 
     def encode(self, text: str) -> list[int]:

@@ -12,7 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import numerics as nx
 from .config import ModelConfig
+
+
+class WeightsError(ValueError):
+    """Weights a model cannot run with; the message names the tensor or layer and the limit."""
 
 
 @dataclass
@@ -44,6 +49,46 @@ class ModelWeights:
     def expected_tensor_shapes(self) -> dict[str, tuple[int, ...]]:
         return expected_tensor_shapes(self.config)
 
+    def validate(self) -> None:
+        """Check everything the integer model and the device image need, so a bad model fails
+        where it is made or loaded, not deep inside a run.
+
+        The config (shapes; per layer D, θ, δ, β in range), every tensor's presence, shape and
+        finiteness, every trit in {-1, 0, 1}, embedding values inside the activation range, and
+        the fixed-point multipliers (norm weights, norm weight / θ, θ · β) representable with the
+        shifts the core supports (:class:`~nsllm.model.integer.IntegerParams`).
+
+        Raises
+        ------
+        ConfigError, WeightsError
+            Naming the layer or tensor and the limit.
+        """
+        from .integer import IntegerParams
+
+        cfg = self.config
+        cfg.validate()
+        shapes = expected_tensor_shapes(cfg)
+        _same_names("tensors", set(self.tensors), set(shapes))
+        _same_names("ternary layers", set(self.linears), set(cfg.ternary_layers()))
+        for name, shape in shapes.items():
+            _check_float(name, self.tensors[name], shape)
+        for name in cfg.ternary_layers():
+            lin = self.linears[name]
+            trits = np.asarray(lin.trits)
+            if trits.shape != cfg.ternary_shape(name):
+                raise WeightsError(f"{name}: trits have shape {trits.shape}, the config needs "
+                                   f"{cfg.ternary_shape(name)}")
+            if trits.dtype.kind not in "iu" or (trits.size and (trits.min() < -1
+                                                                 or trits.max() > 1)):
+                raise WeightsError(f"{name}: trits must be integers in {{-1, 0, 1}}")
+            _check_float(f"{name}.norm.weight", lin.norm_weight, (trits.shape[1],))
+        emb = np.abs(np.asarray(self.tensors["embeddings.weight"], dtype=np.float64))
+        limit = nx.ACT_MAX / (1 << nx.ACT_FRAC)
+        if emb.size and emb.max() > limit:
+            raise WeightsError(f"embeddings.weight: |value| {emb.max():.4g} exceeds the "
+                               f"activation range ±{limit:.6g} of the integer model")
+        IntegerParams(self)  # multiplier ranges (raises ConfigError naming the layer)
+
     def lower_bound(self, layer: int) -> np.ndarray | None:
         """A layer's forget-gate lower bound: cumsum(softmax(lb over layers)) − its first row."""
         if not self.config.use_lower_bound:
@@ -53,6 +98,27 @@ class ModelWeights:
         p /= p.sum(axis=0, keepdims=True)
         c = np.cumsum(p, axis=0) - p[0]
         return c[layer]
+
+
+def _same_names(what: str, have: set[str], need: set[str]) -> None:
+    missing, extra = sorted(need - have), sorted(have - need)
+    if missing or extra:
+        raise WeightsError(f"{what} do not match the config: "
+                           + "; ".join(f"{label} {', '.join(names[:5])}"
+                                       + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+                                       for label, names in (("missing", missing),
+                                                            ("unexpected", extra)) if names))
+
+
+def _check_float(name: str, t, shape: tuple[int, ...]) -> None:
+    t = np.asarray(t)
+    if t.shape != shape:
+        raise WeightsError(f"tensor {name} has shape {t.shape}, the config needs {shape}")
+    if t.dtype.kind != "f":
+        raise WeightsError(f"tensor {name} is {t.dtype}, not floating point")
+    if not np.all(np.isfinite(t)):
+        bad = int(np.size(t) - np.count_nonzero(np.isfinite(t)))
+        raise WeightsError(f"tensor {name} has {bad} non-finite value(s) (NaN or Inf)")
 
 
 def expected_tensor_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:

@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from ..model.numerics import SPIKE_COUNT_SET
+from .. import options
+from ..model.numerics import MAX_TIMESTEPS, SPIKE_COUNT_SET
 
 
 def _log(msg: str) -> None:
@@ -46,11 +47,12 @@ def cmd_convert(args) -> int:
     from .convert import convert_checkpoint, copy_tokenizer
 
     weights = convert_checkpoint(args.src, name=args.name)
-    tok = copy_tokenizer(args.src, args.out)
-    if args.calib:
-        ids = _tokens(weights, args.out, _read_text(args.calib, args.calib_chars))
+    if args.calib:  # the checkpoint's own tokenizer: nothing is written before the model is done
+        ids = _tokens(weights, args.src, _read_text(args.calib, args.calib_chars))
         _log(f"calibrating θ on {len(ids)} tokens")
         weights = calibrate(weights, ids)
+    weights.validate()  # refuse what the integer model cannot run before writing anything
+    tok = copy_tokenizer(args.src, args.out)  # with the model, in the command's transaction
     save_model(weights, args.out, packing=args.packing)
     cfg = weights.config
     print(f"wrote {args.out}: {cfg.num_layers} layers, d {cfg.hidden_size}, vocab "
@@ -118,6 +120,7 @@ def cmd_quantize(args) -> int:
 
 def cmd_sparsify(args) -> int:
     from ..model.fileformat import save_model
+    from ..outputs import write_json
     from .quantize import sparsify_model
     from .sparsify import plot_sweep
 
@@ -128,10 +131,9 @@ def cmd_sparsify(args) -> int:
     if args.plot:
         plot_sweep(sw, args.plot)
     if args.report:
-        with open(args.report, "w") as f:
-            json.dump({"sweep": sw.to_json(), "delta": choice.delta,
-                       "source": choice.source, "predicted_kl": choice.predicted_kl,
-                       "predicted_weighted_firing": choice.predicted_firing}, f, indent=1)
+        write_json(args.report, {"sweep": sw.to_json(), "delta": choice.delta,
+                                 "source": choice.source, "predicted_kl": choice.predicted_kl,
+                                 "predicted_weighted_firing": choice.predicted_firing})
     if args.out:
         save_model(out, args.out, packing=args.packing)
     print(f"δ chosen under KL ≤ {args.kl_budget} ({choice.source}): weighted firing rate "
@@ -177,7 +179,7 @@ def cmd_train(args) -> int:
                       num_layers=args.layers, batch=args.batch, seq_len=args.seq_len, lr=args.lr,
                       D=args.timesteps, delta=args.delta, threads=args.threads)
     card = args.card or str(Path(args.out).with_suffix(".train.json"))
-    main_train(args.out, s, card=card, log=_log)
+    main_train(args.out, s, card=card, log=_log)  # checks both paths before training
     print(f"wrote {args.out} and {card}")
     return 0
 
@@ -190,22 +192,24 @@ def _model_pos(p: argparse.ArgumentParser) -> None:
 
 def _calib_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--calib", required=required, help="calibration text file (UTF-8)")
-    p.add_argument("--calib-chars", type=int, default=None,
+    p.add_argument("--calib-chars", type=options.integer(1, what="a character count"),
+                   default=None,
                    help="use only the first N characters of the calibration text")
     p.add_argument("--verbose", "-v", action="store_true", help="log every measurement")
 
 
 def _timesteps(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--timesteps", type=lambda s: tuple(int(x) for x in s.split(",")),
-                   default=SPIKE_COUNT_SET,
-                   help=f"choices of D, comma-separated (default {SPIKE_COUNT_SET})")
+    p.add_argument("--timesteps", type=options.timesteps_list, default=SPIKE_COUNT_SET,
+                   help=f"choices of D in [1, {MAX_TIMESTEPS}], comma-separated (default "
+                        f"{SPIKE_COUNT_SET})")
 
 
 def register(subparsers) -> None:
     """Add the quantization subcommands to the ``nsllm`` CLI."""
     p = subparsers.add_parser("convert", help="convert a Hugging Face hgrn_bit checkpoint")
     p.add_argument("src", help="checkpoint folder: config.json + model.safetensors")
-    p.add_argument("--out", "-o", required=True, help="output .nsllm file")
+    p.add_argument("--out", "-o", required=True, type=options.output_file,
+                   help="output .nsllm file (tokenizer.json, if any, is copied beside it)")
     p.add_argument("--name", default=None, help="model name stored in the file")
     p.add_argument("--packing", default="base3", choices=("base3", "2bit"))
     _calib_args(p, required=False)
@@ -215,24 +219,26 @@ def register(subparsers) -> None:
     _model_pos(p)
     _calib_args(p)
     _timesteps(p)
-    p.add_argument("--report", help="write the JSON report here")
-    p.add_argument("--plot", help="write a PNG plot here")
+    p.add_argument("--report", type=options.output_file, help="write the JSON report here")
+    p.add_argument("--plot", type=options.output_file, help="write a PNG plot here")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_sensitivity)
 
     p = subparsers.add_parser("quantize", help="mixed-timestep allocation under a budget")
     _model_pos(p)
-    p.add_argument("--budget", "-B", type=float, required=True,
+    p.add_argument("--budget", "-B", required=True,
+                   type=options.number(1.0, MAX_TIMESTEPS, what="an average D"),
                    help="average timesteps D, weighted by each layer's number of weights")
     _calib_args(p)
     _timesteps(p)
-    p.add_argument("--out", "-o", required=True)
+    p.add_argument("--out", "-o", required=True, type=options.output_file)
     p.add_argument("--metric", default="kl", choices=("kl", "dbpb"),
                    help="sensitivity to minimise (default: KL divergence)")
     p.add_argument("--sensitivity", help="reuse a saved sensitivity report (JSON)")
-    p.add_argument("--report", help="write the sensitivity report (JSON)")
-    p.add_argument("--plot", help="write the sensitivity plot (PNG)")
-    p.add_argument("--kl-budget", type=float, default=None,
+    p.add_argument("--report", type=options.output_file,
+                   help="write the sensitivity report (JSON)")
+    p.add_argument("--plot", type=options.output_file, help="write the sensitivity plot (PNG)")
+    p.add_argument("--kl-budget", type=options.number(0.0, what="a KL budget"), default=None,
                    help="also choose δ per layer under this KL budget (nats per position)")
     p.add_argument("--name", default=None)
     p.add_argument("--packing", default="base3", choices=("base3", "2bit"))
@@ -242,36 +248,41 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("sparsify", help="choose the sparsification shift δ per layer")
     _model_pos(p)
     _calib_args(p)
-    p.add_argument("--kl-budget", type=float, required=True,
+    p.add_argument("--kl-budget", type=options.number(0.0, what="a KL budget"), required=True,
                    help="allowed Σ KL increase (nats per position) over the layers")
-    p.add_argument("--deltas", type=lambda s: tuple(float(x) for x in s.split(",")),
-                   default=(0.0, 0.25, 0.5, 0.75, 1.0, 1.5), help="δ grid, comma-separated")
-    p.add_argument("--out", "-o", default=None, help="write the sparsified model here")
-    p.add_argument("--plot", help="PNG of firing rate vs bits/byte")
-    p.add_argument("--report", help="JSON of the sweep and the choice")
+    p.add_argument("--deltas", type=options.delta_list, default=(0.0, 0.25, 0.5, 0.75, 1.0, 1.5),
+                   help="δ grid, comma-separated, each in [0, 255.99] (the core's 16-bit field)")
+    p.add_argument("--out", "-o", default=None, type=options.output_file,
+                   help="write the sparsified model here")
+    p.add_argument("--plot", type=options.output_file, help="PNG of firing rate vs bits/byte")
+    p.add_argument("--report", type=options.output_file, help="JSON of the sweep and the choice")
     p.add_argument("--packing", default="base3", choices=("base3", "2bit"))
     p.set_defaults(func=cmd_sparsify)
 
     p = subparsers.add_parser("eval", help="bits/byte, firing rate per layer, size")
     _model_pos(p)
     p.add_argument("--text", required=True, help="UTF-8 text file to evaluate on")
-    p.add_argument("--max-chars", type=int, default=None, help="use only the first N characters")
+    p.add_argument("--max-chars", type=options.integer(1, what="a character count"), default=None,
+                   help="use only the first N characters")
     p.add_argument("--backend", "-b", default="golden", choices=("golden", "float"))
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_eval)
 
     p = subparsers.add_parser("train", help="QAT of a small byte model (needs the train extra)")
-    p.add_argument("--out", "-o", required=True)
-    p.add_argument("--steps", type=int, default=800)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--hidden-size", type=int, default=192)
-    p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--seq-len", type=int, default=256)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--timesteps", type=int, default=15, help="D of every layer during training")
-    p.add_argument("--delta", type=float, default=0.0,
+    p.add_argument("--out", "-o", required=True, type=options.output_file)
+    p.add_argument("--steps", type=options.integer(1), default=800)
+    p.add_argument("--seed", type=options.integer(0, what="a seed"), default=0)
+    p.add_argument("--hidden-size", type=options.integer(1), default=192)
+    p.add_argument("--layers", type=options.integer(1), default=4)
+    p.add_argument("--batch", type=options.integer(1), default=16)
+    p.add_argument("--seq-len", type=options.integer(1), default=256)
+    p.add_argument("--lr", type=options.number(0.0, open_lo=True, what="a learning rate"),
+                   default=3e-3)
+    p.add_argument("--timesteps", type=options.timesteps, default=15,
+                   help="D of every layer during training")
+    p.add_argument("--delta", type=options.delta, default=0.0,
                    help="sparsification shift δ used in the training loop (lower firing rates)")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--card", default=None, help="training log JSON (default: OUT.train.json)")
+    p.add_argument("--threads", type=options.integer(1), default=1)
+    p.add_argument("--card", default=None, type=options.output_file,
+                   help="training log JSON (default: OUT.train.json)")
     p.set_defaults(func=cmd_train)

@@ -78,15 +78,19 @@ def model_config_from_hf(hf: dict, name: str = "converted") -> ModelConfig:
     if hf.get("attn_mode") not in (None, "fused_recurrent", "chunk", "recurrent"):
         raise ConversionError(f"config.json: attn_mode {hf['attn_mode']!r} is not supported")
     d = hf["hidden_size"]
-    ratio = hf.get("hidden_ratio") or 4
-    inter = hf.get("intermediate_size")
-    if inter is None:
-        inter = mlp_intermediate_size(d, ratio)
-    return ModelConfig(name=name, vocab_size=hf["vocab_size"], hidden_size=d,
-                       num_layers=hf["num_hidden_layers"], intermediate_size=int(inter),
-                       use_lower_bound=bool(hf.get("use_lower_bound", True)),
-                       norm_eps=float(hf.get("rms_norm_eps", 1e-6)), tokenizer="byte"
-                       if hf["vocab_size"] == 256 else "hf")
+    try:
+        ratio = hf.get("hidden_ratio") or 4
+        inter = hf.get("intermediate_size")
+        if inter is None:
+            inter = mlp_intermediate_size(d, ratio)
+        eps = hf.get("rms_norm_eps")
+        return ModelConfig(name=name, vocab_size=hf["vocab_size"], hidden_size=d,
+                           num_layers=hf["num_hidden_layers"], intermediate_size=int(inter),
+                           use_lower_bound=bool(hf.get("use_lower_bound", True)),
+                           norm_eps=1e-6 if eps is None else float(eps), tokenizer="byte"
+                           if hf["vocab_size"] == 256 else "hf")
+    except (TypeError, ValueError) as e:  # a field of the wrong type or out of range
+        raise ConversionError(f"config.json: {e}") from None
 
 
 def hf_key_shapes(cfg: ModelConfig, tie: bool = False) -> dict[str, tuple[int, ...]]:
@@ -119,12 +123,16 @@ class _Checkpoint:
         self._files: dict[str, Path] = {}
         self._torch_state = None
         if st:
-            from safetensors import safe_open
+            from safetensors import SafetensorError, safe_open
 
             for f in st:
-                with safe_open(str(f), framework="numpy") as h:
-                    for k in h.keys():
-                        self._files[k] = f
+                try:
+                    with safe_open(str(f), framework="numpy") as h:
+                        for k in h.keys():
+                            self._files[k] = f
+                except (SafetensorError, OSError) as e:
+                    raise ConversionError(f"{f}: not a readable safetensors file ({e}); "
+                                          "re-download the checkpoint") from None
             self.kind = "safetensors"
         elif (folder / "pytorch_model.bin").is_file():
             try:
@@ -134,8 +142,12 @@ class _Checkpoint:
                     f"{folder}: only pytorch_model.bin found; reading it needs PyTorch "
                     "(pip install torch==2.13.0) — or convert the checkpoint to model.safetensors"
                 ) from None
-            self._torch_state = torch.load(folder / "pytorch_model.bin", map_location="cpu",
-                                           weights_only=True)
+            try:
+                self._torch_state = torch.load(folder / "pytorch_model.bin", map_location="cpu",
+                                               weights_only=True)
+            except Exception as e:  # torch raises pickle and runtime errors of many kinds
+                raise ConversionError(f"{folder / 'pytorch_model.bin'}: cannot be read ({e}); "
+                                      "re-download the checkpoint") from None
             self.kind = "pytorch"
         else:
             raise ConversionError(f"{folder}: no model.safetensors (or pytorch_model.bin) found")
@@ -171,6 +183,9 @@ def _read_float32(path: Path, key: str) -> np.ndarray:
         f.seek(8 + n + start)
         raw = f.read(end - start)
     dtype, shape = info["dtype"], tuple(info["shape"])
+    if len(raw) != end - start:
+        raise ConversionError(f"{path}: truncated: tensor {key} needs bytes {8 + n + start}–"
+                              f"{8 + n + end}; re-download the checkpoint")
     if dtype == "BF16":
         bits = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
         return bits.view(np.float32).reshape(shape)
@@ -221,11 +236,24 @@ def convert_checkpoint(folder: str | os.PathLike, name: str | None = None) -> Mo
         del w
         linears[lname] = TernaryLinear(trits, ckpt.get(f"{src}.norm.weight"))
         cfg.quant[lname].weight_scale = beta
-    for k, t in tensors.items():
-        if not np.all(np.isfinite(t)):
-            raise ConversionError(f"{folder}: tensor {k} has non-finite values")
-    cfg.validate()
-    return ModelWeights(cfg, tensors, linears)
+    weights = ModelWeights(cfg, tensors, linears)
+    try:
+        weights.validate()  # NaN/Inf, ranges the integer model and the device image need
+    except ValueError as e:
+        raise ConversionError(f"{folder}: the checkpoint cannot be converted: {e}") from None
+    if cfg.tokenizer == "hf":
+        check_tokenizer(folder / "tokenizer.json", cfg.vocab_size)
+    return weights
+
+
+def check_tokenizer(path: Path, vocab_size: int) -> None:
+    """Refuse a ``tokenizer.json`` that does not load or has more tokens than the model."""
+    from ..model.tokenizer import HFTokenizer
+
+    tok = HFTokenizer(path)
+    if tok.vocab_size > vocab_size:
+        raise ConversionError(f"{path}: the tokenizer has {tok.vocab_size} tokens but the model "
+                              f"only {vocab_size}; use the checkpoint's own tokenizer.json")
 
 
 def copy_tokenizer(folder: str | os.PathLike, out_model: str | os.PathLike) -> Path | None:
@@ -233,8 +261,10 @@ def copy_tokenizer(folder: str | os.PathLike, out_model: str | os.PathLike) -> P
     src = Path(folder) / "tokenizer.json"
     if not src.is_file():
         return None
+    from ..outputs import atomic_write
+
     dst = Path(out_model).parent / "tokenizer.json"
-    dst.parent.mkdir(parents=True, exist_ok=True)
     if src.resolve() != dst.resolve():
-        shutil.copyfile(src, dst)
+        with atomic_write(dst) as tmp:  # inside a transaction: appears with the model
+            shutil.copyfile(src, tmp)
     return dst

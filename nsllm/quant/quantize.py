@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..model.numerics import SPIKE_COUNT_SET
+from ..model.numerics import MAX_DELTA, MAX_TIMESTEPS, SPIKE_COUNT_SET
 from ..model.weights import ModelWeights
 from .allocation import Allocation, allocate
 from .calibrate import DEFAULT_MAX_SAMPLES, record_inputs, theta_table, with_quant
@@ -13,9 +13,27 @@ from .sensitivity import SensitivityReport, measure_sensitivity, quant_at
 from .sparsify import DEFAULT_DELTAS, DeltaChoice, SparsitySweep, choose_sparsity, sweep
 
 
+def check_timesteps(timesteps) -> None:
+    """Refuse timestep choices the hardware cannot hold (D must be an integer in [1, 127])."""
+    ts = list(timesteps)
+    bad = [D for D in ts if isinstance(D, bool) or int(D) != D or not 1 <= D <= MAX_TIMESTEPS]
+    if not ts or bad:
+        raise ValueError(f"timesteps must be integers in [1, {MAX_TIMESTEPS}], not "
+                         f"{bad or ts}")
+
+
+def check_deltas(deltas) -> None:
+    """Refuse shifts δ the hardware cannot hold (δ in [0, MAX_DELTA])."""
+    ds = list(deltas)
+    bad = [d for d in ds if not 0 <= d <= MAX_DELTA]  # NaN fails too
+    if not ds or bad:
+        raise ValueError(f"deltas must be numbers in [0, {MAX_DELTA:g}], not {bad or ds}")
+
+
 def calibration_thetas(weights: ModelWeights, tokens, timesteps=SPIKE_COUNT_SET,
                        max_samples: int = DEFAULT_MAX_SAMPLES) -> dict[str, dict[int, float]]:
     """θ*(D) of every layer for every D (see :mod:`nsllm.quant.calibrate`)."""
+    check_timesteps(timesteps)
     return theta_table(record_inputs(weights, tokens, max_samples=max_samples), timesteps)
 
 
@@ -36,6 +54,7 @@ def quantize_model(weights: ModelWeights, tokens, budget: float, *, metric: str 
     ``tokens`` is the calibration text. A saved sensitivity report can be passed to skip the
     measurements (its θ table is then used as well).
     """
+    check_timesteps(timesteps)
     probe = QuantProbe(weights, tokens)
     if sensitivity is None:
         if thetas is None:
@@ -50,6 +69,7 @@ def sparsify_model(weights: ModelWeights, tokens, kl_budget: float, deltas=DEFAU
                    log=None) -> tuple[ModelWeights, DeltaChoice, SparsitySweep]:
     """δ per layer minimising the weighted firing rate under a KL budget (nats per position);
     see :func:`nsllm.quant.sparsify.choose_sparsity`."""
+    check_deltas(deltas)
     probe = QuantProbe(weights, tokens)
     sw = sweep(probe, deltas, log=log)
     choice = choose_sparsity(probe, sw, kl_budget)

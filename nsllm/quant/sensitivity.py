@@ -88,14 +88,19 @@ class SensitivityReport:
                    thetas=ints(data["thetas"]), reference_D=dict(data["reference_D"]))
 
     def save(self, path: str | os.PathLike) -> None:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "w") as f:
-            json.dump(self.to_json(), f, indent=1)
+        from ..outputs import write_json
+
+        write_json(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> SensitivityReport:
-        with open(path) as f:
-            return cls.from_json(json.load(f))
+        """Read a report written by :meth:`save`; a file that is not one raises ValueError."""
+        try:
+            with open(path, encoding="utf-8") as f:
+                return cls.from_json(json.load(f))
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise ValueError(f"{path}: not a sensitivity report ({type(e).__name__}: {e}); "
+                             "write one with `nsllm sensitivity --report`") from None
 
 
 def quant_at(probe: QuantProbe, thetas: dict[str, dict[int, float]], layer: str, D: int,
@@ -197,5 +202,8 @@ def plot_sensitivity(report: SensitivityReport, path: str | os.PathLike,
         ax.set_title(f"{level} sensitivity")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    from ..outputs import atomic_write
+
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)

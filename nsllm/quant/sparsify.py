@@ -144,7 +144,10 @@ def plot_sweep(sw: SparsitySweep, path, chosen: dict | list[dict] | None = None)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    from ..outputs import atomic_write
+
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
 
 

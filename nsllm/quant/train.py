@@ -20,7 +20,6 @@ estimators (STE) where the forward pass is discrete:
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -290,10 +289,13 @@ def train(s: TrainSettings, log=print) -> tuple[ModelWeights, dict]:
 def main_train(out: str, settings: TrainSettings, card: str | None = None, log=print) -> dict:
     """Train, save the model (and a JSON card with the training log)."""
     from ..model.fileformat import save_model
+    from ..outputs import check_output, transaction, write_json
 
+    check_output(out, "out")
+    check_output(card, "card")
     weights, report = train(settings, log=log)
-    save_model(weights, out)
-    if card:
-        with open(card, "w") as f:
-            json.dump(report, f, indent=2)
+    with transaction():  # the model and its card appear together, or neither
+        save_model(weights, out)
+        if card:
+            write_json(card, report, indent=2)
     return report

@@ -35,9 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from ..host.device import DeviceError
-from . import toolchain
+from . import buildcache, toolchain
 from .cocotb_runner import build_root
-from .verilator_device import HARNESS_DIR, TOP, BuildInfo, _locked, check_ports
+from .verilator_device import HARNESS_DIR, TOP, BuildInfo, check_ports
 
 __all__ = ["ICARUS_TESTBENCH", "IcarusProcess", "build_icarus", "dram_words", "port_bytes_of"]
 
@@ -119,8 +119,8 @@ def build_icarus(verilog_text: str, mem_bytes: int, root: Path | None = None) ->
                                     icarus_version()]).encode()).hexdigest()[:16]
     directory = (root or build_root() / "sim" / "icarus-harness") / f"{TOP}_{key}"
     program = directory / PROGRAM
-    with _locked(directory):
-        if (directory / "ok").is_file() and program.is_file():
+    with buildcache.entry(directory, [PROGRAM]) as cache:  # verified by content hash
+        if cache.complete:
             return BuildInfo(program, directory, True, 0.0)
         t0 = time.perf_counter()
         (directory / f"{TOP}.v").write_text(text)
@@ -135,7 +135,7 @@ def build_icarus(verilog_text: str, mem_bytes: int, root: Path | None = None) ->
             tail = "\n".join((result.stdout + result.stderr).splitlines()[-25:])
             raise DeviceError(f"the Icarus build of the core failed (exit {result.returncode}); "
                               f"full log: {log}\n{tail}")
-        (directory / "ok").write_text(f"{time.perf_counter() - t0:.1f}\n")
+        cache.record()
         return BuildInfo(program, directory, False, time.perf_counter() - t0)
 
 

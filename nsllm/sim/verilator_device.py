@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..host.device import CTRL_IDLE, CTRL_START, DeviceError, FlatAllocator, Reg, timeout_error
-from . import toolchain
+from . import buildcache, toolchain
 from .cocotb_runner import VERILATOR_WAIVERS, build_root
 
 __all__ = ["HARNESS_DIR", "BuildInfo", "SimDevice", "build_harness", "core_verilog",
@@ -206,8 +206,8 @@ def build_harness(verilog_text: str, trace: bool = False, root: Path | None = No
                                     str(version)]).encode()).hexdigest()[:16]
     directory = (root or build_root() / "sim" / "verilator-harness") / f"{TOP}_{key}"
     library = directory / LIBRARY
-    with _locked(directory):
-        if (directory / "ok").is_file() and library.is_file():
+    with buildcache.entry(directory, [LIBRARY]) as cache:  # verified by content hash
+        if cache.complete:
             return BuildInfo(library, directory, True, 0.0)
         t0 = time.perf_counter()
         (directory / f"{TOP}.v").write_text(verilog_text)
@@ -225,7 +225,7 @@ def build_harness(verilog_text: str, trace: bool = False, root: Path | None = No
             tail = "\n".join((result.stdout + result.stderr).splitlines()[-25:])
             raise DeviceError(f"the Verilator build of the core failed (exit "
                               f"{result.returncode}); full log: {log}\n{tail}")
-        (directory / "ok").write_text(f"{time.perf_counter() - t0:.1f}\n")
+        cache.record()
         return BuildInfo(library, directory, False, time.perf_counter() - t0)
 
 
@@ -602,6 +602,8 @@ def core_verilog(params=None) -> Path:
             digest.update(path.name.encode() + b"\0" + path.read_bytes())
     directory = build_root() / "sim" / "verilator-harness" / "verilog"
     path = directory / f"{TOP}_{digest.hexdigest()[:16]}.v"
+    if path.is_file():  # written by rename, so complete; no lock (a read-only cache works)
+        return path
     with _locked(directory):
         if not path.is_file():
             text = verilog_of(NSLLMCore(params))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from nsllm.model import IntegerModel, load_model, save_model
-from nsllm.model.fileformat import ModelFileError
+from nsllm.model.fileformat import ModelFileError, encode_file, read_header
 from nsllm.model.packing import packed_bytes
 
 
@@ -49,6 +49,21 @@ def _rewrite_header(path, edit):
     path.write_bytes(struct.pack("<Q", len(new)) + new + raw[8 + n:])
 
 
+def _reseal(path, edit_meta=None, edit_tensors=None):
+    """Change a file's metadata or tensors and write it with valid checksums again, so that the
+    checks behind the checksums are reached."""
+    from safetensors.numpy import load
+
+    meta = {k: v for k, v in read_header(path)["__metadata__"].items()
+            if not k.startswith("crc32")}
+    tensors = load(path.read_bytes())
+    if edit_meta:
+        edit_meta(meta)
+    if edit_tensors:
+        edit_tensors(tensors)
+    path.write_bytes(encode_file(tensors, meta))
+
+
 @pytest.fixture
 def model_file(tiny_weights, tmp_path):
     return save_model(tiny_weights, tmp_path / "m.nsllm", packing="2bit")
@@ -88,42 +103,32 @@ def test_wrong_format(model_file):
 
 
 def test_shape_mismatch(model_file):
-    def shrink(h):
-        cfg = json.loads(h["__metadata__"]["config"])
+    def shrink(meta):
+        cfg = json.loads(meta["config"])
         cfg["hidden_size"] = 64
-        h["__metadata__"]["config"] = json.dumps(cfg)
+        meta["config"] = json.dumps(cfg)
 
-    _rewrite_header(model_file, shrink)
+    _reseal(model_file, shrink)
     with pytest.raises(ModelFileError, match=r"tensor \S+ is .* the config needs .*shape mismatch"):
         load_model(model_file)
 
 
 def test_trit_code_out_of_range(model_file):
-    raw = bytearray(model_file.read_bytes())
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n])
-    start = header["layers.1.attn.f_proj.trits"]["data_offsets"][0]
-    raw[8 + n + start + 5] = 0xFF  # code 3 in every slot
-    model_file.write_bytes(bytes(raw))
+    def bad_byte(tensors):
+        tensors["layers.1.attn.f_proj.trits"].reshape(-1)[5] = 0xFF  # code 3 in every slot
+
+    _reseal(model_file, edit_tensors=bad_byte)
     with pytest.raises(ModelFileError, match="layers.1.attn.f_proj.trits: trit code out of range"):
         load_model(model_file)
 
 
-def test_missing_tensor(tiny_weights, tmp_path):
-    from safetensors.numpy import load_file, save_file
-
-    src = save_model(tiny_weights, tmp_path / "m.nsllm")
-    from nsllm.model.fileformat import read_header
-
-    meta = read_header(src)["__metadata__"]
-    tensors = load_file(str(src))
-    del tensors["norm.weight"]
-    save_file(tensors, str(tmp_path / "bad.nsllm"), metadata=meta)
+def test_missing_tensor(model_file):
+    _reseal(model_file, edit_tensors=lambda t: t.pop("norm.weight"))
     with pytest.raises(ModelFileError, match="missing tensors: norm.weight"):
-        load_model(tmp_path / "bad.nsllm")
+        load_model(model_file)
 
 
 def test_bad_config_in_file(model_file):
-    _rewrite_header(model_file, lambda h: h["__metadata__"].update(config="{not json"))
+    _reseal(model_file, lambda meta: meta.update(config="{not json"))
     with pytest.raises(ModelFileError, match="bad model config: model config is not valid JSON"):
         load_model(model_file)

@@ -63,14 +63,17 @@ def test_tied_embeddings_use_the_embedding_as_lm_head(tmp_path):
 
 
 def test_tokenizer_json_is_copied_and_selected(tmp_path):
+    from tokenizers import Tokenizer, models
+
     from nsllm.quant.convert import copy_tokenizer
 
     write_checkpoint(tmp_path / "ckpt", hf_config(vocab=300))
-    (tmp_path / "ckpt" / "tokenizer.json").write_text('{"dummy": true}')
+    text = Tokenizer(models.WordLevel({"[UNK]": 0, "a": 1}, unk_token="[UNK]")).to_str()
+    (tmp_path / "ckpt" / "tokenizer.json").write_text(text)
     w = convert_checkpoint(tmp_path / "ckpt")
     assert w.config.tokenizer == "hf"
     dst = copy_tokenizer(tmp_path / "ckpt", tmp_path / "out" / "m.nsllm")
-    assert dst.read_text() == '{"dummy": true}'
+    assert dst.read_text() == text
 
 
 def _bad(tmp_path, cfg_changes=None, drop=None, reshape=None):
