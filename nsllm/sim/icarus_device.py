@@ -37,9 +37,9 @@ import numpy as np
 from ..host.device import DeviceError
 from . import buildcache, toolchain
 from .cocotb_runner import build_root
-from .verilator_device import HARNESS_DIR, TOP, BuildInfo, check_ports
+from .verilator_device import HARNESS_DIR, TOP, BuildInfo, check_ports, port_bytes_of
 
-__all__ = ["ICARUS_TESTBENCH", "IcarusProcess", "build_icarus", "dram_words", "port_bytes_of"]
+__all__ = ["ICARUS_TESTBENCH", "IcarusProcess", "build_icarus", "dram_words", "testbench_text"]
 
 ICARUS_TESTBENCH = HARNESS_DIR / "icarus_tb.v"
 TESTBENCH_TOP = "icarus_tb"
@@ -52,21 +52,16 @@ MAX_DRAW = (1 << 24) - 1
 MIN_DRAM_WORDS = 1 << 12
 
 
-def port_bytes_of(verilog_text: str) -> int:
-    """Bytes of the core's ``m_axi__rdata`` port, read from its declaration.
-
-    Raises
-    ------
-    DeviceError
-        When the declaration is missing or its width is not a power-of-two number of bytes.
-    """
-    match = re.search(r"^\s*input\s+\[(\d+):0\]\s+m_axi__rdata\s*;", verilog_text, re.MULTILINE)
-    bits = int(match[1]) + 1 if match else 0
-    if bits < 8 or bits % 8 or (bits // 8) & (bits // 8 - 1):
-        raise DeviceError("cannot find `input [8*N-1:0] m_axi__rdata;` with N a power of two in "
-                          f"the core's Verilog (found {bits} bits); the Icarus testbench sizes "
-                          "its DRAM port from it")
-    return bits // 8
+def testbench_text(masters: list[str]) -> str:
+    """The testbench with the core's AXI read masters connected (element k of each per-port
+    array is master k) and named for its messages."""
+    signals = ("arid", "araddr", "arlen", "arsize", "arburst", "arvalid", "arready", "rid",
+               "rdata", "rresp", "rlast", "rvalid", "rready")
+    ports = [f".{name}__{sig}(m_{sig}[{k}])" for k, name in enumerate(masters) for sig in signals]
+    names = [f'port_name[{k}] = "{name}";' for k, name in enumerate(masters)]
+    return (ICARUS_TESTBENCH.read_text()
+            .replace("// @AXI_PORTS@", "".join(f",\n    {p}" for p in ports))
+            .replace("// @PORT_NAMES@", "\n    ".join(names)))
 
 
 def dram_words(mem_bytes: int, port_bytes: int) -> int:
@@ -110,11 +105,11 @@ def build_icarus(verilog_text: str, mem_bytes: int, root: Path | None = None) ->
         When Icarus is not installed.
     """
     toolchain.require_icarus()
-    check_ports(verilog_text)
+    masters = check_ports(verilog_text)
     port_bytes = port_bytes_of(verilog_text)
     words = dram_words(mem_bytes, port_bytes)
     text = toolchain.icarus_compatible(verilog_text)
-    testbench = ICARUS_TESTBENCH.read_text()
+    testbench = testbench_text(masters)
     key = hashlib.sha256("\0".join([text, testbench, str(port_bytes), str(words),
                                     icarus_version()]).encode()).hexdigest()[:16]
     directory = (root or build_root() / "sim" / "icarus-harness") / f"{TOP}_{key}"
@@ -124,9 +119,11 @@ def build_icarus(verilog_text: str, mem_bytes: int, root: Path | None = None) ->
             return BuildInfo(program, directory, True, 0.0)
         t0 = time.perf_counter()
         (directory / f"{TOP}.v").write_text(text)
+        (directory / "icarus_tb.v").write_text(testbench)
         args = ["iverilog", "-g2012", "-o", PROGRAM, "-s", TESTBENCH_TOP,
                 "-P", f"{TESTBENCH_TOP}.PORT_BYTES={port_bytes}",
-                "-P", f"{TESTBENCH_TOP}.MEM_WORDS={words}", str(ICARUS_TESTBENCH), f"{TOP}.v"]
+                "-P", f"{TESTBENCH_TOP}.NPORTS={len(masters)}",
+                "-P", f"{TESTBENCH_TOP}.MEM_WORDS={words}", "icarus_tb.v", f"{TOP}.v"]
         result = subprocess.run(args, cwd=directory, capture_output=True, text=True,
                                 timeout=3600, check=False)
         log = directory / "build.log"
