@@ -91,23 +91,30 @@ class Device(Protocol):
 
 
 class FlatAllocator:
-    """Buffers in one flat memory (the simulated DRAM): 4 KiB aligned, from ``start`` up."""
+    """Buffers in one flat memory (the simulated DRAM): 4 KiB aligned, from ``start`` up.
+
+    There is one buffer per kernel argument, as on the board: allocating again for the same
+    argument replaces its buffer (in place when the new size fits)."""
 
     ALIGN = 4096
 
     def __init__(self, mem_bytes: int, start: int = 0x1000):
         self.mem_bytes = mem_bytes
         self.next = start
+        self.buffers: dict[str, tuple[int, int]] = {}  # arg → (address, bytes)
 
     def alloc(self, nbytes: int, arg: str) -> int:
         if nbytes < 0:
             raise ValueError(f"buffer size must be ≥ 0, not {nbytes}")
+        if arg in self.buffers and nbytes <= self.buffers[arg][1]:
+            return self.buffers[arg][0]
         addr = self.next + (-self.next % self.ALIGN)
         if addr + nbytes > self.mem_bytes:
             raise DeviceError(f"no room for the {nbytes}-byte buffer {arg!r}: the device has "
                               f"{self.mem_bytes} bytes and {addr} are in use; create the device "
                               "with a larger mem_bytes")
         self.next = addr + max(nbytes, 1)
+        self.buffers[arg] = (addr, nbytes)
         return addr
 
 

@@ -37,8 +37,8 @@ def core_verilog(params):
 @pytest.mark.parametrize("stall_prob, latency, outstanding", [(0.0, 0, 8), (0.2, 24, 2)])
 def test_generation_equals_golden_model(tiny_weights, params, core_verilog, stall_prob, latency,
                                         outstanding):
-    image = build_image(tiny_weights, port_bytes=params.port_bytes, base=0x1000)
-    with SimDevice(core_verilog, mem_bytes=image.total_bytes + 0x2000, latency=latency,
+    image = build_image(tiny_weights, port_bytes=params.port_bytes)
+    with SimDevice(core_verilog, mem_bytes=image.total_bytes + 0x10000, latency=latency,
                    stall_prob=stall_prob, seed=3, max_outstanding=outstanding,
                    timeout=600) as dev:
         backend = CoreBackend(CoreRunner(dev, image))
@@ -52,8 +52,8 @@ def test_generation_equals_golden_model(tiny_weights, params, core_verilog, stal
 
 
 def test_logits_through_the_scratch_window(tiny_weights, params, core_verilog):
-    image = build_image(tiny_weights, port_bytes=params.port_bytes, base=0x1000)
-    with SimDevice(core_verilog, mem_bytes=image.total_bytes + 0x2000, timeout=600) as dev:
+    image = build_image(tiny_weights, port_bytes=params.port_bytes)
+    with SimDevice(core_verilog, mem_bytes=image.total_bytes + 0x10000, timeout=600) as dev:
         runner = CoreRunner(dev, image)
         runner.reset()
         model = IntegerModel(tiny_weights)
@@ -76,11 +76,11 @@ def test_sim_backend_sampling_equals_golden(tiny_weights, params):
 
 
 def test_timeout_reports_the_running_core_and_can_resume(tiny_weights, params, core_verilog):
-    image = build_image(tiny_weights, port_bytes=params.port_bytes, base=0x1000)
-    with SimDevice(core_verilog, mem_bytes=image.total_bytes + 0x2000, max_cycles=2000) as dev:
+    image = build_image(tiny_weights, port_bytes=params.port_bytes)
+    with SimDevice(core_verilog, mem_bytes=image.total_bytes + 0x10000, max_cycles=2000) as dev:
         runner = CoreRunner(dev, image)
         runner.reset()
-        with pytest.raises(DeviceTimeout, match=r"within 2000 cycles.*busy=1 error=0 none") as err:
+        with pytest.raises(DeviceTimeout, match=r"within 2000 cycles.*busy=1 error=0: none") as err:
             runner.run_token(65)
         assert err.value.status.pc > 0
         assert f"descriptor {err.value.status.pc} of the token program is" in str(err.value)

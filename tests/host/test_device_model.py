@@ -9,38 +9,28 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from nsllm.host.device import Device, DeviceError, ModelDevice, Reg, read_status
+from nsllm.host.device import DeviceError, ModelDevice, Reg, read_status
 from nsllm.host.generator import Generator, ModelBackend
-from nsllm.host.image import BuildLimits, ImageError, build_image
-from nsllm.host.program import DESCRIPTOR_BYTES, Interpreter
+from nsllm.host.image import ImageError, build_image
+from nsllm.host.program import Interpreter
 from nsllm.host.runtime import CoreBackend, CoreRunner, load_image, read_build_limits
+from nsllm.isa import DESCRIPTOR_BYTES
 from nsllm.model import IntegerModel, ModelConfig, random_weights
 from nsllm.model.tokenizer import ByteTokenizer
+
+from .test_image import limits_for
 
 PORT_BYTES = 8
 
 
-def limits_for(image, **changes) -> BuildLimits:
-    """A build that just fits ``image``."""
-    fit = BuildLimits(port_bytes=image.port_bytes, max_vocab=image.vocab, max_hidden=image.hidden,
-                      max_intermediate=image.intermediate, max_layers=image.layers,
-                      max_D=image.max_D, scratch_entries=image.scratch_entries,
-                      acc_bits=image.acc_bits)
-    return replace(fit, **changes)
-
-
 @pytest.fixture(scope="module")
 def image(tiny_weights):
-    return build_image(tiny_weights, port_bytes=PORT_BYTES, base=0x1000)
+    return build_image(tiny_weights, port_bytes=PORT_BYTES, weight_ports=2)
 
 
 @pytest.fixture
 def device(image):
-    return ModelDevice(limits_for(image), mem_bytes=image.total_bytes + 0x2000)
-
-
-def test_model_device_is_a_device(device):
-    assert isinstance(device, Device)
+    return ModelDevice(limits_for(image), mem_bytes=image.total_bytes + 0x4000)
 
 
 def test_build_registers_round_trip(device, image):
@@ -65,8 +55,7 @@ def test_generation_equals_golden_model(tiny_weights, image, device):
 def test_logits_and_counters_match_the_interpreter(tiny_weights, image, device):
     runner = CoreRunner(device, image)
     runner.reset()
-    ref = Interpreter(image.raw.rjust(image.total_bytes + image.base, b"\0"),
-                      image.scratch_entries, image.packing)
+    ref = Interpreter(image.raw, image.regions, limits_for(image))
     ref.run(image.reset)
     model = IntegerModel(tiny_weights)
     state = model.init_state()
@@ -77,6 +66,7 @@ def test_logits_and_counters_match_the_interpreter(tiny_weights, image, device):
         assert np.array_equal(runner.read_logits(), logits[0])
         assert nxt == ref.token == int(np.argmax(logits[0]))
         assert counters.weight_bytes == stats.weight_bytes
+        assert counters.port_bytes == stats.port_bytes
         assert counters.spikes_nonzero == stats.spikes_nonzero
         assert counters.bus_bytes == (stats.weight_bytes + stats.table_bytes
                                       + len(image.token) * DESCRIPTOR_BYTES)
@@ -109,28 +99,35 @@ def test_reset_clears_the_recurrent_state(image, device):
 
 def test_image_larger_than_build(image):
     small = ModelDevice(limits_for(image, max_hidden=64, max_layers=2))
-    with pytest.raises(ImageError, match=r"hidden size 128 > 64 \(rebuild with --max-hidden"):
+    with pytest.raises(ImageError, match=r"hidden size 128 > 64 \(rebuild the core with "
+                                         r"--max-hidden"):
         load_image(small, image)
     wide = ModelDevice(limits_for(image, port_bytes=64))
     with pytest.raises(ImageError, match="8-byte words, the core reads 64-byte words"):
         load_image(wide, image)
 
 
-def test_wrong_base_and_small_memory(image, device):
-    with pytest.raises(ImageError, match=r"built for DRAM address 0x1000, not 0x2000"):
-        load_image(device, image, base=0x2000)
+def test_small_memory(image):
     tiny_mem = ModelDevice(limits_for(image), mem_bytes=4096)
     with pytest.raises(DeviceError, match="larger mem_bytes"):
         load_image(tiny_mem, image)
 
 
+def test_image_damaged_after_loading_is_reported(image, device):
+    runner = CoreRunner(device, image)
+    runner.verify_image()  # intact
+    device.write(runner.loaded.image_addr + image.token_offset + 7, b"\x99")
+    with pytest.raises(DeviceError, match=r"damaged \(image region does not match its checksum"):
+        runner.verify_image()
+
+
 def test_unknown_opcode_is_a_device_error(image, device):
     runner = CoreRunner(device, image)
-    bad = runner.loaded.token_addr + 3 * DESCRIPTOR_BYTES
-    device.write(bad, b"\x0e")
+    bad = runner.loaded.image_addr + image.token_offset + 3 * DESCRIPTOR_BYTES
+    device.write(bad, b"\x8e")  # all 8 bits are the opcode: 0x8e is not one
     with pytest.raises(DeviceError, match=r"descriptor 3 of the token program is LINEAR "
                                           r"\(layers.0.attn.i_proj\).*"
-                                          r"pc=3 opcode=14 .* error=1 unknown opcode"):
+                                          r"pc=3 opcode=142 .* error=1: unknown opcode"):
         runner.run_token(5)
 
 
@@ -140,15 +137,15 @@ def test_ctrl_done_clears_on_read(image, device):
     device.start()
     assert device.reg_read(Reg.CTRL) & 0b1110 == 0b1110  # done, idle, ready
     assert device.reg_read(Reg.CTRL) & 0b1010 == 0
-    assert read_status(device).pc == len(image.reset) - 1  # PROG_ADDR still at reset
+    assert read_status(device).pc == len(image.reset) - 1  # PROG_OFFSET still at reset
 
 
 def test_other_shapes():
     cfg = ModelConfig(vocab_size=288, hidden_size=64, num_layers=2, intermediate_size=192,
                       tokenizer="byte")
     w = random_weights(cfg, seed=9)
-    image = build_image(w, port_bytes=16, base=0)
-    device = ModelDevice(limits_for(image), mem_bytes=image.total_bytes)
+    image = build_image(w, port_bytes=16)
+    device = ModelDevice(limits_for(image), mem_bytes=image.total_bytes + 0x4000)
     runner = CoreRunner(device, image)
     runner.reset()
     model = IntegerModel(w)
@@ -162,14 +159,15 @@ def test_other_shapes():
 
 
 def test_program_longer_than_the_cache(image):
-    small = ModelDevice(limits_for(image), max_ops=len(image.token) - 1)
-    with pytest.raises(ImageError, match=rf"has {len(image.token)} descriptors, the core's "
-                                         rf"program cache holds {len(image.token) - 1}"):
+    small = ModelDevice(limits_for(image, max_ops=len(image.token) - 1))
+    with pytest.raises(ImageError, match=rf"program descriptors {len(image.token)} > "
+                                         rf"{len(image.token) - 1} \(rebuild the core with a "
+                                         r"larger program cache"):
         load_image(small, image)
 
 
 def test_bad_prog_ops_is_a_device_error(image, device):
     runner = CoreRunner(device, image)
     runner.loaded.token_ops = len(image.token) - 1  # END falls outside PROG_OPS
-    with pytest.raises(DeviceError, match=r"error=3 bad program"):
+    with pytest.raises(DeviceError, match=r"error=3: bad program"):
         runner.run_token(1)

@@ -7,16 +7,13 @@ from nsllm.host.image import build_image
 from nsllm.host.runtime import CoreRunner, locate_divergence
 from tests.hdl.test_core import micro_model
 
-BASE = 0x1000
-
-
 def _runner(weights):
     from nsllm.hdl.core import CoreParams
 
     params = CoreParams(port_bytes=8, vector=4, max_vocab=64, max_hidden=32,
                         max_intermediate=64, max_layers=2)
-    image = build_image(weights, port_bytes=8, base=BASE)
-    device = ModelDevice(params.build_limits(), mem_bytes=BASE + image.total_bytes + 4096)
+    image = build_image(weights, port_bytes=8)
+    device = ModelDevice(params.build_limits(), mem_bytes=image.total_bytes + 0x4000)
     return CoreRunner(device, image), image
 
 
@@ -30,10 +27,10 @@ def test_corrupted_weights_are_located_by_layer_and_unit():
     runner, image = _runner(w)
     # layer 1's o_proj weights are negated in device DRAM, behind the host's back
     ins = next(i for i in image.token if i.name == "layers.1.attn.o_proj")
-    size = ins.n * ins.col_stride
-    cols = np.frombuffer(runner.device.read(ins.weight_addr, size), dtype=np.uint8)
+    addr = runner.loaded.region_addrs[0] + ins.weight
+    cols = np.frombuffer(runner.device.read(addr, ins.wsize), dtype=np.uint8)
     negated = ((cols & 0x55) << 1) | ((cols & 0xAA) >> 1)  # 2-bit codes 1 <-> 2
-    runner.device.write(ins.weight_addr, negated.astype(np.uint8).tobytes())
+    runner.device.write(addr, negated.astype(np.uint8).tobytes())
     found = locate_divergence(runner, [3, 4])
     assert found is not None
     assert found.name == "layers.1.attn.o_proj" and found.op == "LINEAR"

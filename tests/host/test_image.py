@@ -7,15 +7,26 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from nsllm.host.image import BuildLimits, ImageError, build_image, parse_image
-from nsllm.host.program import Interpreter, scratch_layout
+from nsllm.host.image import ImageError, build_image, parse_image
+from nsllm.host.program import Interpreter
+from nsllm.isa import BuildLimits, scratch_layout
 from nsllm.model import IntegerModel, ModelConfig, random_weights
 
 
-def run_both(weights, tokens, port_bytes=32, packing="2bit"):
+def limits_for(img, **changes) -> BuildLimits:
+    """A build that just fits ``img``."""
+    fit = BuildLimits(port_bytes=img.port_bytes, max_vocab=img.vocab, max_hidden=img.hidden,
+                      max_intermediate=img.intermediate, max_layers=img.layers,
+                      max_D=img.max_D, scratch_entries=img.scratch_entries,
+                      acc_bits=img.acc_bits, weight_ports=img.weight_ports,
+                      packings=(img.packing,))
+    return replace(fit, **changes)
+
+
+def run_both(weights, tokens, port_bytes=32, packing="2bit", weight_ports=1):
     """Feed tokens to the interpreter and the golden model; return logits of both, and stats."""
-    img = build_image(weights, port_bytes=port_bytes, packing=packing)
-    it = Interpreter(img.raw, img.scratch_entries, img.packing)
+    img = build_image(weights, port_bytes=port_bytes, packing=packing, weight_ports=weight_ports)
+    it = Interpreter(img.raw, img.regions, limits_for(img))
     it.run(img.reset)
     lay = scratch_layout(weights.config)
     start, n = lay.regions["logits"]
@@ -31,10 +42,31 @@ def run_both(weights, tokens, port_bytes=32, packing="2bit"):
     return np.array(got), np.array(want), stats
 
 
-@pytest.mark.parametrize("port_bytes, packing", [(8, "2bit"), (32, "2bit"), (64, "base3")])
-def test_interpreter_equals_golden_model(tiny_weights, port_bytes, packing):
-    got, want, _ = run_both(tiny_weights, [84, 104, 101, 32, 0, 255], port_bytes, packing)
+@pytest.mark.parametrize("port_bytes, packing, ports", [(8, "2bit", 1), (32, "2bit", 3),
+                                                        (64, "base3", 1), (8, "base3", 2)])
+def test_interpreter_equals_golden_model(tiny_weights, port_bytes, packing, ports):
+    got, want, stats = run_both(tiny_weights, [84, 104, 101, 32, 0, 255], port_bytes, packing,
+                                ports)
     assert np.array_equal(got, want)
+    for st in stats:  # every weight byte is fetched through exactly one port
+        assert sum(st.port_bytes) == st.weight_bytes and len(st.port_bytes) == ports
+
+
+def test_regions_interleave_the_columns(tiny_weights):
+    """Column j of every layer lives in region j mod N, slot j div N: gathering the slots back
+    gives the one-region image's columns."""
+    one = build_image(tiny_weights, port_bytes=8)
+    three = build_image(tiny_weights, port_bytes=8, weight_ports=3)
+    for a, b in zip(one.token, three.token, strict=True):
+        if a.op.name != "LINEAR":
+            continue
+        cols = np.frombuffer(one.regions[0], np.uint8)[a.weight: a.weight + a.n * a.stride]
+        cols = cols.reshape(a.n, a.stride)
+        for j in (0, 1, 2, a.n - 1):
+            off = b.weight + (j // 3) * b.stride
+            got = np.frombuffer(three.regions[j % 3], np.uint8)[off: off + b.stride]
+            assert np.array_equal(got, cols[j]), (a.name, j)
+    assert three.region_bytes * 3 >= one.region_bytes
 
 
 def test_interpreter_on_other_shapes_with_mixed_timesteps():
@@ -68,8 +100,16 @@ def image(tiny_weights):
 
 
 def test_round_trip(image):
-    again = parse_image(image.raw)
+    again = parse_image(image.raw, image.regions)
     assert [i.pack() for i in again.token] == [i.pack() for i in image.token]
+    assert again.regions == image.regions
+
+
+def test_damaged_weight_region(image):
+    region = bytearray(image.regions[0])
+    region[100] ^= 1
+    with pytest.raises(ImageError, match=r"^weight region 0 is corrupt or truncated"):
+        parse_image(image.raw, [bytes(region)])
 
 
 def test_bad_checksum(image):
@@ -97,8 +137,12 @@ def test_model_larger_than_build(image):
     ok = BuildLimits(port_bytes=32, max_vocab=256, max_hidden=128, max_intermediate=512,
                      max_layers=4, max_D=15, scratch_entries=image.scratch_entries, acc_bits=14)
     image.check_fits(ok)
+    with pytest.raises(ImageError, match="1 weight regions, the core has 3 weight ports"):
+        image.check_fits(replace(ok, weight_ports=3))
+    with pytest.raises(ImageError, match="packing 2bit is not decoded by this build"):
+        image.check_fits(replace(ok, packings=("base3",)))
     small = replace(ok, max_hidden=64, max_layers=2)
-    with pytest.raises(ImageError, match=r"hidden size 128 > 64 \(rebuild with --max-hidden ≥ 128\)"
+    with pytest.raises(ImageError, match=r"hidden size 128 > 64 \(rebuild the core with --max-hidden ≥ 128\)"
                                          r".*layers 4 > 2"):
         image.check_fits(small)
     with pytest.raises(ImageError, match="32-byte words, the core reads 64-byte words"):
