@@ -174,16 +174,18 @@ class SpikeEncoder(wiring.Component):
         # u = shift_round(p, shift): for s > 0, ⌊(p + 2^(s−1)) / 2^s⌋ = ⌊(⌊p / 2^(s−1)⌋ + 1) / 2⌋,
         # which needs no wide "half" constant; for s ≤ 0 an exact left shift.
         right = Signal(range(max(self.shift_max, 1)))
-        left = Signal(range(-self.shift_min + 1))
-        m.d.comb += [
-            right.eq(Mux(shift > 0, shift - 1, 0)),
-            left.eq(Mux(shift < 0, -shift, 0)),
-        ]
+        m.d.comb += right.eq(Mux(shift > 0, shift - 1, 0))
         u = Signal(signed(len(p) + 1 - self.shift_min))
+        if self.shift_min < 0:  # (with shift_min = 0 a `left` of zero width: [-1:0] in Verilog)
+            left = Signal(range(-self.shift_min + 1))
+            m.d.comb += left.eq(Mux(shift < 0, -shift, 0))
+            unshifted = p << left
+        else:
+            unshifted = p
         with m.If(shift > 0):
             m.d.comb += u.eq(((p >> right) + 1) >> 1)
         with m.Else():
-            m.d.comb += u.eq(p << left)
+            m.d.comb += u.eq(unshifted)
 
         # count = sign(u) · min(max((|u| − δ + ½) >> U_FRAC, 0), D)
         r = Signal(signed(len(u) + 2))  # unsigned − unsigned is signed in Amaranth: r may be < 0
