@@ -16,6 +16,8 @@ import sys
 import warnings
 
 from . import options
+from .isa import MAX_WEIGHT_PORTS
+from .model.packing import PACKINGS
 
 #: Packages contributing subcommands (each has ``<package>.commands.register(subparsers)``).
 COMMAND_MODULES = ("nsllm.quant.commands", "nsllm.hdl.commands", "nsllm.analysis.commands")
@@ -37,8 +39,10 @@ def load_weights(model: str | None):
     return load_model(resolve_model_path(model))
 
 
-def make_backend(name: str, weights, simulator: str = "verilator", timeout: float | None = None):
-    """A generation backend: the golden model, the float reference, or the simulated core."""
+def make_backend(name: str, weights, simulator: str = "verilator", timeout: float | None = None,
+                 weight_ports: int = 1, packing: str = "2bit"):
+    """A generation backend: the golden model, the float reference, or the simulated core
+    (built, and cached, for ``weight_ports`` weight ports decoding ``packing``)."""
     from .host.generator import ModelBackend
     from .model import FloatModel, IntegerModel
 
@@ -49,11 +53,12 @@ def make_backend(name: str, weights, simulator: str = "verilator", timeout: floa
     if name == "sim":
         from .sim.verilator_device import sim_backend
 
-        print(f"[sim] building the core for {simulator} (cached after the first run)…",
-              file=sys.stderr, flush=True)
+        print(f"[sim] building the core for {simulator}: {weight_ports} weight port(s), "
+              f"{packing} trits (cached after the first run)…", file=sys.stderr, flush=True)
         if timeout is None:  # Icarus runs the core about 200 times slower than Verilator
             timeout = 120.0 if simulator == "verilator" else 3600.0
-        return sim_backend(weights, simulator=simulator, timeout=timeout)
+        return sim_backend(weights, simulator=simulator, timeout=timeout,
+                           weight_ports=weight_ports, packing=packing)
     raise CommandError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
 
 
@@ -128,7 +133,8 @@ def cmd_generate(args) -> int:
     from .host.generator import Generator
 
     weights = load_weights(args.model)
-    backend = make_backend(args.backend, weights, args.simulator, args.timeout)
+    backend = make_backend(args.backend, weights, args.simulator, args.timeout,
+                           args.weight_ports, args.packing)
     tok = tokenizer_for(weights, args.model)
     gen = Generator(backend, tok, temperature=args.temperature, top_k=args.top_k, seed=args.seed)
     if args.json:
@@ -154,6 +160,7 @@ def cmd_generate(args) -> int:
     summary = getattr(backend, "summary", None)
     if summary is not None:  # the core's counters: cycles, bytes fetched, firing rate
         out.update(summary.as_dict())
+        out.update(weight_ports=args.weight_ports, packing=args.packing)
     if args.json:
         print(json.dumps(out))
     else:
@@ -209,6 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "sim: the generated core in a simulator")
     p.add_argument("--simulator", default="verilator", choices=SIMULATORS,
                    help="simulator of the core for --backend sim (default verilator)")
+    p.add_argument("--weight-ports", type=options.integer(1, MAX_WEIGHT_PORTS,
+                                                          what="a number of weight ports"),
+                   default=1, help="weight ports of the simulated core (--backend sim; default 1)")
+    p.add_argument("--packing", choices=PACKINGS, default="2bit",
+                   help="trit packing of the model image (--backend sim; default 2bit)")
     p.add_argument("--timeout", type=options.number(0.0, open_lo=True, what="a time in seconds"),
                    default=None,
                    help="seconds one token may take on the core before giving up with its "

@@ -72,6 +72,9 @@ VERILATOR_WAIVERS: dict[str, str] = {
                    "Amaranth gives a register its power-up value.",
     "CASEINCOMPLETE": "`casez` over an FSM state or a partial decoder without a `default`: "
                       "the process assigns the default value before the case.",
+    "DECLFILENAME": "a design with submodules is written as one file holding every module of "
+                    "its hierarchy (`top.vector.rscale0` …), so only the top module's name can "
+                    "match the file name.",
 }
 
 #: The time unit of every testbench clock (cocotb's Icarus build needs one explicitly).

@@ -115,6 +115,27 @@ class CoreParams:
     def scratch_words(self) -> int:
         return -(-self.scratch_entries // self.vector)
 
+    @classmethod
+    def board(cls, preset_name: str = "nsllm-1.5b", **overrides) -> CoreParams:
+        """The VCK190 build: 512-bit ports, vector 16, three weight ports (DDR4 and both
+        LPDDR4 controllers), both packings, the maxima of ``preset_name``."""
+        from nsllm.model.config import preset
+
+        values = dict(port_bytes=64, vector=16, weight_ports=3, packings=("2bit", "base3"),
+                      max_D=max(nx.SPIKE_COUNT_SET))
+        values.update(overrides)
+        return cls.for_model(preset(preset_name), **values)
+
+    @classmethod
+    def sim(cls, **overrides) -> CoreParams:
+        """A small build for simulation and lint: the shipped default model's maxima, 64-bit
+        ports, two weight ports, both packings."""
+        values = dict(port_bytes=8, vector=8, weight_ports=2, packings=("2bit", "base3"),
+                      max_vocab=256, max_hidden=192, max_intermediate=512, max_layers=4,
+                      max_D=max(nx.SPIKE_COUNT_SET))
+        values.update(overrides)
+        return cls(**values)
+
     def build_limits(self) -> BuildLimits:
         return BuildLimits(port_bytes=self.port_bytes, max_vocab=self.max_vocab,
                            max_hidden=self.max_hidden, max_intermediate=self.max_intermediate,
