@@ -131,6 +131,12 @@ class ModelImage:
             if need > have:
                 hint = f"{flag} ≥ {need}" if flag.startswith("--") else flag
                 problems.append(f"{what} {need} > {have} (rebuild the core with {hint})")
+        odd = [f"{what} {n}" for what, n in (("hidden size", self.hidden),
+                                              ("intermediate size", self.intermediate),
+                                              ("vocabulary", self.vocab)) if n % build.align]
+        if odd:
+            problems.append(f"{', '.join(odd)} not a multiple of the build's vector width "
+                            f"{build.align} (rebuild the core with a smaller --vector)")
         if self.port_bytes != build.port_bytes:
             problems.append(f"image is laid out for {self.port_bytes}-byte words, the core reads "
                             f"{build.port_bytes}-byte words (rebuild the image with "
