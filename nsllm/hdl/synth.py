@@ -126,7 +126,7 @@ def synthesize(component: str | wiring.Component, size: str = "sim", *, name: st
             "proc", "flatten", "opt",
             "tee -q -o generic.json stat -json",
         ] + ([
-            f"synth_xilinx -family xcup -top {top} -flatten -noiopad -noclkbuf",
+            f"synth_xilinx -family xcup -top {top} -flatten -noiopad -noclkbuf -uram",
             "tee -q -o mapped.json stat -json",
         ] if techmap else []))
         _yosys(script, work, timeout)
