@@ -60,7 +60,8 @@ def dense_costs(cfg, pb: int, ports: int, packing: str) -> dict:
         inter += ports * columns_per_port(n, ports) * b1  # padding slots are never fetched
     words = -(-max_out // lanes)
     acc_inter = ports * words * lanes * acc_bits
-    acc_stripes = ports * -(-(-(-max_out // ports)) // lanes) * lanes * acc_bits
+    stripe = -(-max_out // ports)
+    acc_stripes = ports * -(-stripe // lanes) * lanes * acc_bits
     return {"one_port_beats": one, "row_stripes_bytes_ratio": round(stripes / one, 4),
             "interleave_bytes_ratio": 1.0, "interleave_slot_ratio": round(inter / one, 4),
             "acc_bits_row_stripes": acc_stripes, "acc_bits_interleave": acc_inter}
@@ -198,7 +199,8 @@ def main(argv=None) -> int:
         print(json.dumps(result, indent=1))
     else:
         for row in result["layout"]:
-            print(f"{row['shape']:30s} {row['packing']:6s} stripes ×{row['row_stripes_bytes_ratio']}"
+            print(f"{row['shape']:30s} {row['packing']:6s} "
+                  f"stripes ×{row['row_stripes_bytes_ratio']}"
                   f"  interleave imbalance ×{row['interleave_imbalance']}  acc bits "
                   f"{row['acc_bits_row_stripes']:,} vs {row['acc_bits_interleave']:,}")
         print("nsllm-1.5b base3/2bit weight bytes:",

@@ -94,7 +94,7 @@ def run_demo(model: str | None = None, max_new_tokens: int = 64, prompt: str | N
           f"({weight / dense:.0%} of the dense {dense:,} B)", file=out)
     print(f"spikes   firing rate {fired:.1%}: only columns of inputs that spiked are fetched",
           file=out)
-    print(f"ports    weight bytes per port " + " / ".join(f"{b:,.0f}" for b in per_port)
+    print("ports    weight bytes per port " + " / ".join(f"{b:,.0f}" for b in per_port)
           + f"; the busiest port moved data in {max(per_port) / port / cycles:.0%} of cycles",
           file=out)
     print(f"board    projected on the VCK190 (estimate, analytic model at the assumed "

@@ -13,6 +13,6 @@ def test_register_table_matches_the_map():
     found = re.search(r"<!-- register-table:begin -->\n(.*?)\n<!-- register-table:end -->", text,
                       re.S)
     assert found, "docs/runtime.md lost its register-table markers"
-    assert found[1] == markdown_table(), ("docs/runtime.md's register table differs from "
-                                          "nsllm.isa.REGISTER_MAP: paste "
-                                          "nsllm.isa.registers.markdown_table() between the markers")
+    assert found[1] == markdown_table(), (
+        "docs/runtime.md's register table differs from nsllm.isa.REGISTER_MAP: paste "
+        "nsllm.isa.registers.markdown_table() between the markers")

@@ -249,8 +249,9 @@ def parse_image(raw: bytes, regions: list[bytes] | None = None) -> ModelImage:
         for k, region in enumerate(regions):
             if len(region) != region_bytes or zlib.crc32(region) != crcs[k]:
                 raise ImageError(f"weight region {k} is corrupt or truncated ({len(region)} "
-                                 f"bytes, header says {region_bytes}; CRC {zlib.crc32(region):#010x}"
-                                 f", header {crcs[k]:#010x}); rebuild or re-copy it")
+                                 f"bytes, header says {region_bytes}; CRC "
+                                 f"{zlib.crc32(region):#010x}, header {crcs[k]:#010x}); rebuild "
+                                 "or re-copy it")
 
     def program(off, n):
         try:

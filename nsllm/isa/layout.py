@@ -28,9 +28,10 @@ from dataclasses import dataclass, field
 from .errors import ErrorCode
 from .opcodes import DESCRIPTOR_BYTES, Instr, Op
 
-__all__ = ["ALIGN", "MAX_SHIFT", "MAX_WEIGHT_PORTS", "PACKING_CODES", "TABLE_ALIGN", "TRITS_PER_BYTE",
-           "BuildLimits", "Regions", "ScratchLayout", "check_column", "check_instr",
-           "check_program", "column_port", "column_slot", "columns_per_port", "scratch_layout"]
+__all__ = ["ALIGN", "MAX_SHIFT", "MAX_WEIGHT_PORTS", "PACKING_CODES", "TABLE_ALIGN",
+           "TRITS_PER_BYTE", "BuildLimits", "Regions", "ScratchLayout", "check_column",
+           "check_instr", "check_program", "column_port", "column_slot", "columns_per_port",
+           "scratch_layout"]
 
 #: Vector lengths and scratchpad regions are multiples of this (``BuildLimits.align``: of the
 #: build's vector width when that is larger).

@@ -44,7 +44,7 @@ def interpreter_outcome(build, image, region, program_bytes, token=0):
     for k in range(len(program_bytes) // DESCRIPTOR_BYTES):
         try:
             ops.append(Instr.unpack(program_bytes[k * 64:(k + 1) * 64]))
-        except UnknownOpcode as e:
+        except UnknownOpcode:
             if not ops or ops[-1].op != Op.END:
                 return ErrorCode.OPCODE, len(ops)
             break

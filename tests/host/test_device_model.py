@@ -4,7 +4,6 @@ The same runtime code drives SimDevice (tests/host/test_device_sim.py and, with 
 tests/host/test_device_core.py).
 """
 
-from dataclasses import replace
 
 import numpy as np
 import pytest
