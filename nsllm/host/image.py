@@ -205,7 +205,8 @@ def verify_regions(image: ModelImage, raw: bytes, regions: list[bytes]) -> list[
     """Compare a read-back copy with the image's checksums; returns the damaged regions' names
     (empty when everything matches)."""
     bad = []
-    if len(raw) != image.image_bytes or _image_crc(raw) != image.image_crc:
+    if (len(raw) != image.image_bytes or _image_crc(raw) != image.image_crc
+            or struct.unpack_from("<I", raw, CRC_OFFSET)[0] != image.image_crc):
         bad.append("image region")
     for k, (region, crc) in enumerate(zip(regions, image.region_crcs, strict=False)):
         if len(region) != image.region_bytes or zlib.crc32(region) != crc:
