@@ -174,11 +174,12 @@ class SpikeEncoder(wiring.Component):
         # u = shift_round(p, shift): for s > 0, ⌊(p + 2^(s−1)) / 2^s⌋ = ⌊(⌊p / 2^(s−1)⌋ + 1) / 2⌋,
         # which needs no wide "half" constant; for s ≤ 0 an exact left shift.
         right = Signal(range(max(self.shift_max, 1)))
-        left = Signal(range(-self.shift_min + 1))
-        m.d.comb += [
-            right.eq(Mux(shift > 0, shift - 1, 0)),
-            left.eq(Mux(shift < 0, -shift, 0)),
-        ]
+        m.d.comb += right.eq(Mux(shift > 0, shift - 1, 0))
+        if self.shift_min < 0:
+            left = Signal(range(-self.shift_min + 1))
+            m.d.comb += left.eq(Mux(shift < 0, -shift, 0))
+        else:  # no left shifts (a zero-width signal would be a [-1:0] wire in the Verilog)
+            left = 0
         u = Signal(signed(len(p) + 1 - self.shift_min))
         with m.If(shift > 0):
             m.d.comb += u.eq(((p >> right) + 1) >> 1)
