@@ -193,7 +193,7 @@ def test_index_filter_keeps_fired_inputs_and_group_ends():
     check_beats("SpikeIndexFilter", got, expected)
 
 
-def filter_items(beats, lanes):
+def filter_items(beats):
     """What SpikeIndexFilter(lanes) must emit for ``beats``: the non-zero lanes, lowest first,
     ``last`` on the last item of a ``last`` beat, a zero-count closing item when that beat has
     no spikes; ``side`` from the beat."""
@@ -236,7 +236,7 @@ def test_index_filter_lanes_emit_fired_inputs_in_order(lanes, density, side_bits
     dut = SpikeIndexFilter(15, index_bits=8, lanes=lanes, side=side)
     rng = np.random.default_rng(lanes * 7 + side_bits)
     beats = lane_beats(rng, lanes, 60, density, side_bits=side_bits)
-    expected = filter_items(beats, lanes)
+    expected = filter_items(beats)
     assert any(e["count"] == 0 for e in expected)  # the closing item is exercised
     got = run_amaranth_stream(dut, beats, len(expected), seed=lanes,
                               valid_probability=1 - gap, ready_probability=1 - stall)
@@ -252,7 +252,7 @@ def test_index_filter_lanes_one_item_per_cycle():
     beats = lane_beats(rng, lanes, 24, 0.5, group=24)
     for beat in beats[:-1]:  # every beat but the closing one has at least one spike
         beat["counts"][int(rng.integers(lanes))] = int(rng.choice([-3, 5]))
-    expected = filter_items(beats, lanes)
+    expected = filter_items(beats)
     got = run_amaranth_stream(dut, beats, len(expected), valid_probability=1.0,
                               ready_probability=1.0)
     check_beats("SpikeIndexFilter", got, expected)
@@ -266,7 +266,7 @@ def test_index_filter_lanes_spike_less_beats_cost_one_cycle():
     beats = [{"index": 4 * b, "counts": [0, 0, 0, 0], "last": 0} for b in range(10)]
     beats[4]["counts"] = [1, 0, 0, 2]
     beats[-1]["last"] = 1
-    expected = filter_items(beats, lanes)
+    expected = filter_items(beats)
     got = run_amaranth_stream(dut, beats, len(expected), valid_probability=1.0,
                               ready_probability=1.0)
     check_beats("SpikeIndexFilter", got, expected)
@@ -378,11 +378,15 @@ def test_encoder_array_flags_configuration_outside_its_range(D, shift, error):
 
 
 @pytest.mark.parametrize("factory,message", [
-    (lambda: SpikeEncoder(0), "max_D must be an integer"),
-    (lambda: SpikeEncoder(15, shift_min=1), "shift_min <= 0 < shift_max"),
-    (lambda: SpikeTrainEmitter(0), "lanes must be a positive integer"),
-    (lambda: SpikeIndexFilter(15, index_bits=0), "index_bits must be a positive integer"),
-    (lambda: MembraneScale(index_bits=-1), "index_bits must be a positive integer"),
+    (lambda: SpikeEncoder(0), r"^max_D must be an integer in \[1, 127\], not 0$"),
+    (lambda: SpikeEncoder(15, shift_min=1),
+     r"^need integers shift_min <= 0 < shift_max, not 1, 42$"),
+    (lambda: SpikeTrainEmitter(0), r"^lanes must be a positive integer, not 0$"),
+    (lambda: SpikeIndexFilter(15, index_bits=0), r"^index_bits must be a positive integer, not 0$"),
+    (lambda: SpikeIndexFilter(15, lanes=0), r"^lanes must be a positive integer, not 0$"),
+    (lambda: MembraneScale(index_bits=-1), r"^index_bits must be a positive integer, not -1$"),
+    (lambda: EncoderArray(0, 15), r"^lanes must be a positive integer, not 0$"),
+    (lambda: EncoderArray(4, 128), r"^max_D must be an integer in \[1, 127\], not 128$"),
 ])
 def test_init_wrong_arguments(factory, message):
     with pytest.raises(ValueError, match=message):
