@@ -262,10 +262,6 @@ def test_arbiter_needs_a_client():
         ReadArbiter(8, 0)
 
 
-@pytest.mark.xfail(strict=True, reason="ReadArbiter queues a zero-beat request in its route FIFO "
-                   "and never pops it, so later beats go to that request's client; unreachable "
-                   "in the core (every program and table read has ≥ 1 beat) — reported to the "
-                   "lead (nsllm/hdl/core/axi.py)")
 def test_arbiter_zero_beat_request_does_not_misroute_later_beats():
     got, _ = run_arbiter(2, [[(0, 0)], [(1 << 20, 2)]], ask=1.0, ready=1.0, r_stall=0.0)
     assert got == [[], [word_at(1 << 20, 8), word_at((1 << 20) + 8, 8)]]

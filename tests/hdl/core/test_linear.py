@@ -155,18 +155,11 @@ def pattern(name, n):
     return x
 
 
-RACE = pytest.mark.xfail(strict=True, reason=(
-    "LinearUnit's `drained` reads the route FIFOs' and streamers' r_rdy, which a "
-    "SyncFIFOBuffered raises one cycle after the write: when the last spiking column reaches "
-    "idle ports, requantisation starts before that column is accumulated (outputs as if it "
-    "never spiked). Fix: FIFO level != 0 in `drained` and WeightStreamer.busy — reported to "
-    "the lead (nsllm/hdl/core/linear.py, streamer.py)"))
-
 # one line per case: spike pattern, weight ports, port stall probability
 LINEAR_CASES = [
     ("all", 1, 0.0), ("all", 2, 0.3), ("first", 1, 0.0), ("none", 1, 0.0),
     ("every-third", 3, 0.2), ("middle", 1, 0.0),
-    pytest.param("last", 1, 0.0, marks=RACE), pytest.param("last", 2, 0.0, marks=RACE),
+    ("last", 1, 0.0), ("last", 2, 0.0),  # the last column arrives at idle ports
     ("last-two", 1, 0.0),
 ]
 

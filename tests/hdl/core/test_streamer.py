@@ -179,11 +179,6 @@ def test_invalid_trit_code_and_axi_error_are_sticky():
     assert out["errors"] == [(0, 0)]
 
 
-@pytest.mark.xfail(strict=True, reason="busy is counts.r_rdy | unpacker valid, and the counts "
-                   "FIFO (SyncFIFOBuffered) shows a written entry on r_rdy one cycle late: busy "
-                   "is low for a cycle after the first column of an idle streamer is taken; "
-                   "LinearUnit's drained then fires early (test_linear.py). Fix: counts.level "
-                   "!= 0 — reported to the lead (nsllm/hdl/core/streamer.py)")
 @pytest.mark.parametrize("pb,packings,layers", CASES[:2])
 def test_busy_from_the_cycle_after_a_column_is_taken_until_its_beats_left(pb, packings, layers):
     p = params(pb, packings)
