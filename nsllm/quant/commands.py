@@ -1,4 +1,5 @@
-"""CLI: ``convert``, ``quantize``, ``sensitivity``, ``sparsify``, ``eval`` and ``train``."""
+"""CLI: ``convert``, ``quantize``, ``sensitivity``, ``sparsify``, ``eval``, ``train`` and
+``pipeline``."""
 
 from __future__ import annotations
 
@@ -72,15 +73,17 @@ def _sensitivity_outputs(report, args) -> None:
 
 
 def cmd_sensitivity(args) -> int:
+    from .executor import make_executor
     from .probe import QuantProbe
     from .quantize import calibration_thetas
     from .sensitivity import measure_sensitivity
 
     weights, path = _load(args.model)
     ids = _tokens(weights, path, _read_text(args.calib, args.calib_chars))
-    thetas = calibration_thetas(weights, ids, args.timesteps)
-    report = measure_sensitivity(QuantProbe(weights, ids), thetas, args.timesteps,
-                                 log=_log if args.verbose else None)
+    with make_executor(args.ray) as ex:
+        thetas = calibration_thetas(weights, ids, args.timesteps)
+        report = measure_sensitivity(QuantProbe(weights, ids), thetas, args.timesteps,
+                                     log=_log if args.verbose else None, executor=ex)
     _sensitivity_outputs(report, args)
     if args.json or not args.report:
         print(json.dumps(report.to_json()))
@@ -89,21 +92,24 @@ def cmd_sensitivity(args) -> int:
 
 def cmd_quantize(args) -> int:
     from ..model.fileformat import save_model
+    from .executor import make_executor
     from .quantize import quantize_model, sparsify_model
     from .sensitivity import SensitivityReport
 
     weights, path = _load(args.model)
     ids = _tokens(weights, path, _read_text(args.calib, args.calib_chars))
     sens = SensitivityReport.load(args.sensitivity) if args.sensitivity else None
-    out, alloc, report = quantize_model(weights, ids, args.budget, metric=args.metric,
-                                        sensitivity=sens, timesteps=args.timesteps,
-                                        log=_log if args.verbose else None)
+    with make_executor(args.ray) as ex:
+        out, alloc, report = quantize_model(weights, ids, args.budget, metric=args.metric,
+                                            sensitivity=sens, timesteps=args.timesteps,
+                                            log=_log if args.verbose else None, executor=ex)
+        if args.kl_budget is not None:
+            out, choice, _ = sparsify_model(out, ids, args.kl_budget, executor=ex)
     if sens is None:
         _sensitivity_outputs(report, args)
     summary = {"budget": args.budget, "average_timesteps": alloc.average_timesteps,
                "predicted_sensitivity": alloc.sensitivity, "exact": alloc.exact, "D": alloc.D}
     if args.kl_budget is not None:
-        out, choice, _ = sparsify_model(out, ids, args.kl_budget)
         summary.update(delta=choice.delta, delta_source=choice.source,
                        predicted_delta_kl=choice.predicted_kl,
                        predicted_weighted_firing=choice.predicted_firing)
@@ -118,13 +124,16 @@ def cmd_quantize(args) -> int:
 
 def cmd_sparsify(args) -> int:
     from ..model.fileformat import save_model
+    from .executor import make_executor
     from .quantize import sparsify_model
     from .sparsify import plot_sweep
 
     weights, path = _load(args.model)
     ids = _tokens(weights, path, _read_text(args.calib, args.calib_chars))
-    out, choice, sw = sparsify_model(weights, ids, args.kl_budget, args.deltas,
-                                     log=_log if args.verbose else None)
+    with make_executor(args.ray) as ex:
+        out, choice, sw = sparsify_model(weights, ids, args.kl_budget, args.deltas,
+                                         log=_log if args.verbose else None, executor=ex,
+                                         relative=args.relative)
     if args.plot:
         plot_sweep(sw, args.plot)
     if args.report:
@@ -166,6 +175,21 @@ def cmd_eval(args) -> int:
 
 
 # -- train ----------------------------------------------------------------------------------------
+def train_settings(cls, args):
+    """TrainSettings from the ``train`` options (validated: bad values are a clear error)."""
+    s = cls(steps=args.steps, seed=args.seed, hidden_size=args.hidden_size,
+            num_layers=args.layers, batch=args.batch, seq_len=args.seq_len, lr=args.lr,
+            D=args.timesteps, delta=args.delta, threads=args.threads,
+            delta_mode=args.delta_mode, firing_target=args.firing_target,
+            sparsity_weight=args.sparsity_weight, init=args.init, eval_every=args.eval_every)
+    if args.warmup is not None:
+        s.warmup = args.warmup
+    if s.init and not Path(s.init).is_file():
+        raise FileNotFoundError(f"{s.init}: no such model file to start training from")
+    s.validate()
+    return s
+
+
 def cmd_train(args) -> int:
     try:
         from .train import TrainSettings, main_train
@@ -173,12 +197,41 @@ def cmd_train(args) -> int:
         if e.name == "torch":
             raise ValueError(str(e)) from None
         raise
-    s = TrainSettings(steps=args.steps, seed=args.seed, hidden_size=args.hidden_size,
-                      num_layers=args.layers, batch=args.batch, seq_len=args.seq_len, lr=args.lr,
-                      D=args.timesteps, delta=args.delta, threads=args.threads)
+    s = train_settings(TrainSettings, args)
     card = args.card or str(Path(args.out).with_suffix(".train.json"))
     main_train(args.out, s, card=card, log=_log)
     print(f"wrote {args.out} and {card}")
+    return 0
+
+
+# -- pipeline -------------------------------------------------------------------------------------
+def cmd_pipeline(args) -> int:
+    from .executor import make_executor
+    from .pipeline import PipelineSettings, run_pipeline
+
+    ps = PipelineSettings(budget=args.budget, kl_budget=args.kl_budget,
+                          calib_bytes=args.calib_bytes, calib_texts=args.calib_texts,
+                          deltas=args.deltas, name=args.name)
+    ps.validate()
+    ts = None
+    if args.trained:
+        if not Path(args.trained).is_file():
+            raise FileNotFoundError(f"{args.trained}: no such model file (--trained)")
+    else:
+        try:
+            from .train import TrainSettings
+        except ModuleNotFoundError as e:
+            if e.name == "torch":
+                raise ValueError(f"{e}; or skip training with --trained MODEL") from None
+            raise
+        ts = train_settings(TrainSettings, args)
+    with make_executor(args.ray) as ex:
+        card = run_pipeline(ps, args.out, train_settings=ts, trained=args.trained, executor=ex,
+                            log=_log, workdir=args.workdir)
+    res = card["heldout"]["integer (golden)"]
+    print(f"wrote {args.out}: held-out bits/byte {res['bits_per_byte']:.4f}, weighted firing "
+          f"rate {res['weighted_firing_rate']:.3f}, average D {res['average_D']:.2f} "
+          f"(budgets: average D ≤ {args.budget:g}, KL ≤ {args.kl_budget:g})")
     return 0
 
 
@@ -195,6 +248,14 @@ def _calib_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--verbose", "-v", action="store_true", help="log every measurement")
 
 
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, not {text!r}")\
+            from None
+
+
 def _timesteps(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timesteps", type=lambda s: tuple(int(x) for x in s.split(",")),
                    default=SPIKE_COUNT_SET,
@@ -203,6 +264,8 @@ def _timesteps(p: argparse.ArgumentParser) -> None:
 
 def register(subparsers) -> None:
     """Add the quantization subcommands to the ``nsllm`` CLI."""
+    from .executor import add_ray_arg
+
     p = subparsers.add_parser("convert", help="convert a Hugging Face hgrn_bit checkpoint")
     p.add_argument("src", help="checkpoint folder: config.json + model.safetensors")
     p.add_argument("--out", "-o", required=True, help="output .nsllm file")
@@ -218,6 +281,7 @@ def register(subparsers) -> None:
     p.add_argument("--report", help="write the JSON report here")
     p.add_argument("--plot", help="write a PNG plot here")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_ray_arg(p)
     p.set_defaults(func=cmd_sensitivity)
 
     p = subparsers.add_parser("quantize", help="mixed-timestep allocation under a budget")
@@ -237,6 +301,7 @@ def register(subparsers) -> None:
     p.add_argument("--name", default=None)
     p.add_argument("--packing", default="base3", choices=("base3", "2bit"))
     p.add_argument("--json", action="store_true")
+    add_ray_arg(p)
     p.set_defaults(func=cmd_quantize)
 
     p = subparsers.add_parser("sparsify", help="choose the sparsification shift δ per layer")
@@ -244,12 +309,15 @@ def register(subparsers) -> None:
     _calib_args(p)
     p.add_argument("--kl-budget", type=float, required=True,
                    help="allowed Σ KL increase (nats per position) over the layers")
-    p.add_argument("--deltas", type=lambda s: tuple(float(x) for x in s.split(",")),
+    p.add_argument("--deltas", type=_floats,
                    default=(0.0, 0.25, 0.5, 0.75, 1.0, 1.5), help="δ grid, comma-separated")
     p.add_argument("--out", "-o", default=None, help="write the sparsified model here")
     p.add_argument("--plot", help="PNG of firing rate vs bits/byte")
     p.add_argument("--report", help="JSON of the sweep and the choice")
     p.add_argument("--packing", default="base3", choices=("base3", "2bit"))
+    p.add_argument("--relative", action="store_true",
+                   help="add the δ grid to each layer's own δ (models trained with learned δ)")
+    add_ray_arg(p)
     p.set_defaults(func=cmd_sparsify)
 
     p = subparsers.add_parser("eval", help="bits/byte, firing rate per layer, size")
@@ -262,7 +330,38 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("train", help="QAT of a small byte model (needs the train extra)")
     p.add_argument("--out", "-o", required=True)
-    p.add_argument("--steps", type=int, default=800)
+    _train_args(p)
+    p.add_argument("--card", default=None, help="training log JSON (default: OUT.train.json)")
+    p.set_defaults(func=cmd_train)
+
+    from .pipeline import PIPELINE_DELTAS
+
+    p = subparsers.add_parser(
+        "pipeline", help="train (sparse) → sensitivity → allocation → sparsification → golden "
+                         "model → held-out evaluation → model card")
+    p.add_argument("--out", "-o", required=True, help="output .nsllm (card: OUT.json)")
+    p.add_argument("--trained", default=None,
+                   help="skip training: start from this trained .nsllm model")
+    p.add_argument("--budget", "-B", type=float, default=7.0,
+                   help="average D, weighted by #weights (default 7)")
+    p.add_argument("--kl-budget", type=float, default=0.03,
+                   help="KL (nats per prediction) the sparsification may add (default 0.03)")
+    p.add_argument("--calib-bytes", type=int, default=4096,
+                   help="bytes of calibration text (training split) for the sweeps")
+    p.add_argument("--calib-texts", type=int, default=4,
+                   help="slices of the training split that θ is calibrated on")
+    p.add_argument("--deltas", type=_floats, default=PIPELINE_DELTAS,
+                   help="extra δ grid added to each layer's learned δ, comma-separated")
+    p.add_argument("--name", default="nsllm-default", help="model name stored in the file")
+    p.add_argument("--workdir", default=None,
+                   help="where the intermediate files go (default: next to OUT)")
+    add_ray_arg(p)
+    _train_args(p)
+    p.set_defaults(func=cmd_pipeline)
+
+
+def _train_args(p: argparse.ArgumentParser, steps: int = 800) -> None:
+    p.add_argument("--steps", type=int, default=steps)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--hidden-size", type=int, default=192)
     p.add_argument("--layers", type=int, default=4)
@@ -271,7 +370,18 @@ def register(subparsers) -> None:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--timesteps", type=int, default=15, help="D of every layer during training")
     p.add_argument("--delta", type=float, default=0.0,
-                   help="sparsification shift δ used in the training loop (lower firing rates)")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--card", default=None, help="training log JSON (default: OUT.train.json)")
-    p.set_defaults(func=cmd_train)
+                   help="sparsification shift δ in the training loop: fixed value, end of the "
+                        "schedule, or start value when learned")
+    p.add_argument("--delta-mode", default="fixed", choices=("fixed", "schedule", "learn"),
+                   help="δ per layer: fixed, ramped 0 → --delta, or learned (default fixed)")
+    p.add_argument("--firing-target", type=float, default=None,
+                   help="target weighted firing rate r* in (0, 1): adds λ·max(0, r̂ − r*) to the "
+                        "loss (r̂: surrogate of the non-zero count, weighted by #weights)")
+    p.add_argument("--sparsity-weight", type=float, default=4.0,
+                   help="λ of the firing-rate term (default 4)")
+    p.add_argument("--init", default=None,
+                   help="start from this .nsllm model (fine-tuning; its shapes, D, θ, δ are used)")
+    p.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 100)")
+    p.add_argument("--eval-every", type=int, default=250,
+                   help="held-out evaluation every N steps (shown in the progress line)")
+    p.add_argument("--threads", type=int, default=1, help="PyTorch threads (default 1)")
