@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .PHONY: install demo test test-slow lint verilog sim analyze bench bench-quant resources \
-        train-default clean
+        train-dense model pareto clean
 
 install: $(STAMP)
 
@@ -31,8 +31,13 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
-# Genuinely slow tests (full-size checkpoints, long simulations); CI runs them in a bounded step.
+# Genuinely slow tests (full-size checkpoints, long simulations, the Ray executor on a local Ray
+# instance); CI runs them in a bounded step. The optional extras are installed first so that
+# nothing here is skipped: `ray` (the Ray path) and `train` (PyTorch CPU build, from a local
+# wheel here) — then the training tests, which `make test` skips without PyTorch, run too.
 test-slow: install
+	$(PY) -m pip install --quiet -e '.[ray,train]'
+	$(PY) -m pytest -q tests/quant/test_train.py tests/quant/test_sparse_training.py
 	$(PY) -m pytest -q -m slow; rc=$$?; [ $$rc -eq 5 ] && exit 0 || exit $$rc
 
 lint: install
@@ -52,15 +57,48 @@ bench: install
 	$(PY) bench/core_speed.py
 	$(PY) bench/sim_speed.py
 
+# Post-hoc tools on the dense-trained model (the tables of docs/quantization.md §4–§6)
 bench-quant: install
-	$(PY) bench/default_model.py
-	$(PY) bench/allocation.py
-	$(PY) bench/sparsify.py
+	$(PY) bench/default_model.py --model nsllm/data/dense.nsllm
+	$(PY) bench/allocation.py --model nsllm/data/dense.nsllm
+	$(PY) bench/sparsify.py --model nsllm/data/dense.nsllm
 
-# Retrain the shipped model (optional extra: the PyTorch CPU build, from a local wheel here)
-train-default: install
-	$(VENV)/bin/pip install torch==2.13.0
-	$(VENV)/bin/nsllm train --out nsllm/data/default.nsllm --steps 800 --seed 0
+# The sparsity trade-off (docs/quantization.md §8): sparsity-aware fine-tuning at several firing
+# targets, a control fine-tuned without a target, post-hoc δ on both dense models, and the
+# allocation against average D. Needs `make model` first (its trained stage is the r* = 0.32
+# point). ≈ 10 min of training per point on a free core.
+PARETO := build/pareto
+FINETUNE := --init nsllm/data/dense.nsllm --steps 300 --warmup 20 --lr 1e-3 --eval-every 50
+$(PARETO)/t%.nsllm:
+	$(VENV)/bin/pip install --quiet torch==2.13.0
+	$(VENV)/bin/nsllm train $(FINETUNE) --delta-mode learn --firing-target 0.$* --out $@
+$(PARETO)/control.nsllm:
+	$(VENV)/bin/pip install --quiet torch==2.13.0
+	$(VENV)/bin/nsllm train $(FINETUNE) --out $@
+pareto: install $(PARETO)/t25.nsllm $(PARETO)/t45.nsllm $(PARETO)/t60.nsllm $(PARETO)/t75.nsllm \
+        $(PARETO)/control.nsllm
+	@test -f build/model/default.trained.nsllm || \
+	  { echo "run 'make model' first (its trained stage is one of the points)"; exit 2; }
+	$(PY) bench/pareto.py --dense nsllm/data/dense.nsllm --control $(PARETO)/control.nsllm \
+	  --points $(PARETO)/t25.nsllm,build/model/default.trained.nsllm,$(PARETO)/t45.nsllm,$(PARETO)/t60.nsllm,$(PARETO)/t75.nsllm \
+	  --shipped nsllm/data/default.nsllm --shipped-trained build/model/default.trained.nsllm \
+	  --sensitivity build/model/default.trained.nsllm=build/model/default.sensitivity.json
+
+# The shipped model, made by the whole pipeline: sparsity-aware fine-tuning of the dense-trained
+# model (firing-rate target 0.32, δ and θ learned) → sensitivity → allocation (average D ≤ 7) →
+# sparsification (KL ≤ 0.03) → integer golden model → held-out evaluation → card
+# (nsllm/data/default.json). Optional extra: the PyTorch CPU build (a local wheel here).
+model: install
+	$(VENV)/bin/pip install --quiet torch==2.13.0
+	$(VENV)/bin/nsllm pipeline --init nsllm/data/dense.nsllm --out nsllm/data/default.nsllm \
+	  --workdir build/model --steps 300 --warmup 20 --lr 1e-3 --delta-mode learn \
+	  --firing-target 0.32 --eval-every 50 --budget 7 --kl-budget 0.03
+
+# Retrain the dense model the pipeline starts from (≈ 35 min on 2 cores)
+train-dense: install
+	$(VENV)/bin/pip install --quiet torch==2.13.0
+	$(VENV)/bin/nsllm train --out nsllm/data/dense.nsllm --card build/dense.train.json \
+	  --steps 800 --seed 0
 
 # Yosys resource estimates of every component (slow: full synthesis at board size)
 resources: install
