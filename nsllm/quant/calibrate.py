@@ -128,23 +128,40 @@ def quantization_mse(x: np.ndarray, theta: np.ndarray, D: int, delta: float = 0.
     return np.mean((a - q) ** 2, axis=1)
 
 
-def mse_optimal_theta(x: np.ndarray, D: int) -> float:
-    """θ*(D): minimum-MSE step on the samples ``x`` (coarse log grid, then a fine one)."""
+def mse_optimal_theta(x: np.ndarray, D: int, delta: float = 0.0) -> float:
+    """θ*(D): minimum-MSE step on the samples ``x`` (coarse log grid, then a fine one), for a
+    layer whose shift is ``delta``."""
     x = np.asarray(x, dtype=np.float64)
     rms = float(np.sqrt(np.mean(x * x))) if x.size else 0.0
     if rms == 0.0:
         return 1.0
     grid = rms * np.geomspace(0.02, 4.0, 48)
-    best = grid[np.argmin(quantization_mse(x, grid, D))]
+    best = grid[np.argmin(quantization_mse(x, grid, D, delta))]
     fine = best * np.geomspace(0.85, 1.0 / 0.85, 33)
-    return float(fine[np.argmin(quantization_mse(x, fine, D))])
+    return float(fine[np.argmin(quantization_mse(x, fine, D, delta))])
 
 
-def theta_table(samples: dict[str, np.ndarray],
-                timesteps=SPIKE_COUNT_SET) -> dict[str, dict[int, float]]:
-    """θ*(D) for every layer and every D in ``timesteps``."""
-    return {n: {int(D): mse_optimal_theta(x, int(D)) for D in timesteps}
-            for n, x in samples.items()}
+def theta_table(samples: dict[str, np.ndarray], timesteps=SPIKE_COUNT_SET,
+                deltas: dict[str, float] | None = None,
+                keep: dict[str, float] | None = None) -> dict[str, dict[int, float]]:
+    """θ*(D) for every layer and every D in ``timesteps``.
+
+    ``deltas``: each layer's shift δ (the MSE is that of the layer's own quantizer; default 0).
+    ``keep``: each layer's trained θ, a second candidate: for every D the one of {trained θ,
+    θ*(D)} with the lower quantization MSE is kept. A model trained sparse (large learned δ, few
+    counts above a few) often loses least by keeping its θ and only clipping at the lower D.
+    """
+    out = {}
+    for n, x in samples.items():
+        d = (deltas or {}).get(n, 0.0)
+        out[n] = {}
+        for D in map(int, timesteps):
+            th = mse_optimal_theta(x, D, d)
+            if keep and n in keep:
+                mse = quantization_mse(x, np.array([th, keep[n]]), D, d)
+                th = float(keep[n]) if mse[1] <= mse[0] else th
+            out[n][D] = th
+    return out
 
 
 def calibrate(weights: ModelWeights, tokens, *, segment: int = 512,

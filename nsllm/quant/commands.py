@@ -181,7 +181,8 @@ def train_settings(cls, args):
             num_layers=args.layers, batch=args.batch, seq_len=args.seq_len, lr=args.lr,
             D=args.timesteps, delta=args.delta, threads=args.threads,
             delta_mode=args.delta_mode, firing_target=args.firing_target,
-            sparsity_weight=args.sparsity_weight, init=args.init, eval_every=args.eval_every)
+            sparsity_weight=args.sparsity_weight, init=args.init, eval_every=args.eval_every,
+            firing_ramp=args.firing_ramp)
     if args.warmup is not None:
         s.warmup = args.warmup
     if s.init and not Path(s.init).is_file():
@@ -377,6 +378,9 @@ def _train_args(p: argparse.ArgumentParser, steps: int = 800) -> None:
     p.add_argument("--firing-target", type=float, default=None,
                    help="target weighted firing rate r* in (0, 1): adds λ·max(0, r̂ − r*) to the "
                         "loss (r̂: surrogate of the non-zero count, weighted by #weights)")
+    p.add_argument("--firing-ramp", type=int, default=0,
+                   help="lower the target linearly from the first batch's rate to "
+                        "--firing-target over N steps (default 0: the target from the start)")
     p.add_argument("--sparsity-weight", type=float, default=4.0,
                    help="λ of the firing-rate term (default 4)")
     p.add_argument("--init", default=None,

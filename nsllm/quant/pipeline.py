@@ -5,8 +5,9 @@ Stages, each on the text it may see:
 1. **train** (sparse): sparsity-aware QAT (:mod:`nsllm.quant.train`: firing-rate target, δ and θ
    learned), from scratch or fine-tuning a saved model (``--init``); or skipped with
    ``--trained M``. Training split only.
-2. **calibrate**: θ*(D) of every layer for every D, over several slices of the training split
-   (calibration over many texts, one executor task per slice).
+2. **calibrate**: θ(D) of every layer for every D, over several slices of the training split
+   (calibration over many texts, one executor task per slice): the MSE-optimal step for the
+   layer's own δ, or its trained θ when that quantizes with a lower MSE.
 3. **sensitivity**: hierarchical sensitivity on the calibration text (float model).
 4. **allocate**: one D per layer under the average-D budget (weighted by #weights), exact DP.
 5. **sparsify**: extra δ per layer (added to the learned δ) under the KL budget, chosen by the
@@ -141,7 +142,8 @@ def run_pipeline(settings: PipelineSettings, out: str | os.PathLike, *, train_se
     # 2. calibrate θ over several texts
     t = stage(f"calibrate θ*(D) on {settings.calib_texts} × {settings.calib_bytes} bytes")
     slices = calibration_slices(settings.calib_texts, settings.calib_bytes)
-    thetas = calibration_thetas(weights, slices, settings.timesteps, executor=executor)
+    thetas = calibration_thetas(weights, slices, settings.timesteps, executor=executor,
+                                own_quantizer=True)
     times["calibrate"] = round(time.time() - t, 1)
 
     # 3. sensitivity

@@ -22,15 +22,23 @@ from .sparsify import DEFAULT_DELTAS, DeltaChoice, SparsitySweep, choose_sparsit
 
 def calibration_thetas(weights: ModelWeights, tokens, timesteps=SPIKE_COUNT_SET,
                        max_samples: int = DEFAULT_MAX_SAMPLES,
-                       executor: Executor | None = None) -> dict[str, dict[int, float]]:
+                       executor: Executor | None = None,
+                       own_quantizer: bool = False) -> dict[str, dict[int, float]]:
     """θ*(D) of every layer for every D (see :mod:`nsllm.quant.calibrate`).
 
     ``tokens``: one token sequence, or a list of them (calibration over many texts, one executor
-    task per text, :func:`~nsllm.quant.calibrate.record_inputs_many`)."""
+    task per text, :func:`~nsllm.quant.calibrate.record_inputs_many`). ``own_quantizer``: the MSE
+    is that of each layer's quantizer with its own δ, and its trained θ is a candidate at every D
+    (:func:`~nsllm.quant.calibrate.theta_table`; used by the pipeline for sparse-trained models).
+    """
     if isinstance(tokens, list | tuple):
         samples = record_inputs_many(weights, tokens, max_samples=max_samples, executor=executor)
     else:
         samples = record_inputs(weights, tokens, max_samples=max_samples)
+    if own_quantizer:
+        q = weights.config.quant
+        return theta_table(samples, timesteps, deltas={n: v.delta for n, v in q.items()},
+                           keep={n: v.theta for n, v in q.items()})
     return theta_table(samples, timesteps)
 
 

@@ -260,7 +260,9 @@ class TrainSettings:
     """Everything that determines a training run (stored in the model card).
 
     Sparsity: ``firing_target`` (weighted firing rate r*, None = no sparsity term) with weight
-    ``sparsity_weight`` (λ); ``delta_mode`` ``fixed`` (δ = ``delta`` throughout), ``schedule``
+    ``sparsity_weight`` (λ); with ``firing_ramp`` > 0 the target falls linearly from the rate of
+    the first batch to r* over that many steps (the network adapts as it sparsifies);
+    ``delta_mode`` ``fixed`` (δ = ``delta`` throughout), ``schedule``
     (δ ramps linearly from 0 to ``delta`` over the first ``delta_ramp`` steps) or ``learn`` (δ a
     parameter per layer, starting at ``delta``, learning rate ``delta_lr``). ``init``: a ``.nsllm``
     file to start from (its shapes, D, θ and δ replace the shape settings).
@@ -282,6 +284,7 @@ class TrainSettings:
     delta_lr: float = 3e-2
     delta_ramp: int = 200
     firing_target: float | None = None
+    firing_ramp: int = 0
     sparsity_weight: float = 4.0
     init: str | None = None
     threads: int = 1
@@ -299,7 +302,8 @@ class TrainSettings:
             need(isinstance(getattr(self, name), int) and getattr(self, name) >= 1,
                  f"{name.replace('_', '-')} must be a positive integer, not "
                  f"{getattr(self, name)!r}")
-        need(self.warmup >= 0 and self.delta_ramp >= 0, "warmup and delta-ramp must be ≥ 0")
+        need(self.warmup >= 0 and self.delta_ramp >= 0 and self.firing_ramp >= 0,
+             "warmup, delta-ramp and firing-ramp must be ≥ 0")
         for name in ("lr", "theta_lr", "delta_lr"):
             v = getattr(self, name)
             need(math.isfinite(v) and v > 0, f"{name.replace('_', '-')} must be > 0, not {v!r}")
@@ -399,6 +403,14 @@ class Progress:
             self.stream.flush()
 
 
+def target_at(s: TrainSettings, step: int, start: float) -> float:
+    """The firing-rate target at a step: ``start`` → r* over ``firing_ramp`` steps."""
+    if not s.firing_ramp:
+        return s.firing_target
+    k = min(1.0, step / s.firing_ramp)
+    return max(s.firing_target, start + (s.firing_target - start) * k)
+
+
 def delta_at(s: TrainSettings, step: int) -> float:
     """δ of the ``schedule`` mode at a step (linear ramp from 0 to ``s.delta``)."""
     if s.delta_ramp == 0:
@@ -482,8 +494,11 @@ def train(s: TrainSettings, log=print) -> tuple[ModelWeights, dict]:
         logits = model(batch[:, :-1])
         ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
         loss = ce
+        if step == 1:
+            start_rate = model.hard_firing_rate()
         if s.firing_target is not None and s.sparsity_weight > 0:
-            loss = ce + s.sparsity_weight * F.relu(model.soft_firing_rate() - s.firing_target)
+            target = target_at(s, step, start_rate)
+            loss = ce + s.sparsity_weight * F.relu(model.soft_firing_rate() - target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
