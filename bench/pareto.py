@@ -128,7 +128,8 @@ def main() -> None:
         card = train_card(path)
         s = card.get("settings", {})
         row = {"model": path.name, "firing_target": s.get("firing_target"),
-               "steps": s.get("steps"), "init": s.get("init"),
+               "steps": s.get("steps"), "firing_ramp": s.get("firing_ramp", 0),
+               "init": s.get("init"),
                "train_seconds": card.get("train_seconds"),
                **measure(load_model(path), held)}
         for name, curve in baselines.items():
@@ -169,7 +170,8 @@ def main() -> None:
                       "—" if m is None else f"{m:+.4f}"]
         if len(names) == 1:
             cells += ["—", "—"]
-        print(f"| {p['model']} | {p['firing_target']} | {p['weighted_firing']:.3f} | "
+        print(f"| {p['model']} ({p['steps']} steps, ramp {p['firing_ramp']}) | "
+              f"{p['firing_target']} | {p['weighted_firing']:.3f} | "
               f"{p['bits_per_byte']:.4f} | " + " | ".join(cells) + " |")
     for name, curve in baselines.items():
         print(f"\n{name}: " + ", ".join(f"δ+{r['delta']:g}: {r['weighted_firing']:.3f} / "

@@ -212,7 +212,7 @@ def cmd_pipeline(args) -> int:
 
     ps = PipelineSettings(budget=args.budget, kl_budget=args.kl_budget,
                           calib_bytes=args.calib_bytes, calib_texts=args.calib_texts,
-                          deltas=args.deltas, name=args.name)
+                          deltas=args.deltas, name=args.name, theta=args.theta)
     ps.validate()
     ts = None
     if args.trained:
@@ -353,6 +353,9 @@ def register(subparsers) -> None:
                    help="slices of the training split that θ is calibrated on")
     p.add_argument("--deltas", type=_floats, default=PIPELINE_DELTAS,
                    help="extra δ grid added to each layer's learned δ, comma-separated")
+    p.add_argument("--theta", default="trained", choices=("trained", "mse"),
+                   help="θ of a layer at a lower D: its trained θ, counts clipped at D (default), "
+                        "or θ*(D) calibrated on --calib-texts slices of the training split")
     p.add_argument("--name", default="nsllm-default", help="model name stored in the file")
     p.add_argument("--workdir", default=None,
                    help="where the intermediate files go (default: next to OUT)")

@@ -5,9 +5,10 @@ Stages, each on the text it may see:
 1. **train** (sparse): sparsity-aware QAT (:mod:`nsllm.quant.train`: firing-rate target, δ and θ
    learned), from scratch or fine-tuning a saved model (``--init``); or skipped with
    ``--trained M``. Training split only.
-2. **calibrate**: θ(D) of every layer for every D, over several slices of the training split
-   (calibration over many texts, one executor task per slice): the MSE-optimal step for the
-   layer's own δ, or its trained θ when that quantizes with a lower MSE.
+2. **θ at every D**: ``trained`` (default) keeps each layer's trained θ and δ and only clips the
+   counts at the lower D; ``mse`` calibrates θ*(D) over several slices of the training split
+   (calibration over many texts, one executor task per slice; MSE of the layer's own quantizer
+   with its δ, the trained θ kept where it quantizes with a lower MSE).
 3. **sensitivity**: hierarchical sensitivity on the calibration text (float model).
 4. **allocate**: one D per layer under the average-D budget (weighted by #weights), exact DP.
 5. **sparsify**: extra δ per layer (added to the learned δ) under the KL budget, chosen by the
@@ -37,6 +38,8 @@ from .executor import SERIAL, Executor
 
 #: Extra δ grid of the sparsification stage, added to each layer's learned δ.
 PIPELINE_DELTAS = (0.0, 0.125, 0.25, 0.5, 0.75)
+#: θ of a layer at a lower D: its trained θ (counts clipped at D), or θ*(D) from calibration.
+THETA_RULES = ("trained", "mse")
 
 
 @dataclass
@@ -48,6 +51,7 @@ class PipelineSettings:
     calib_bytes: int = 4096  #: calibration text of the sensitivity and δ sweeps
     calib_texts: int = 4  #: slices of the training split that θ is calibrated on
     deltas: tuple[float, ...] = PIPELINE_DELTAS
+    theta: str = "trained"  #: θ at a lower D: the trained θ ("trained") or θ*(D) ("mse")
     timesteps: tuple[int, ...] = SPIKE_COUNT_SET
     name: str = "nsllm-default"
     extra: dict = field(default_factory=dict)
@@ -62,6 +66,8 @@ class PipelineSettings:
             raise ValueError("calib-bytes must be ≥ 256 and calib-texts ≥ 1")
         if any(d < 0 for d in self.deltas) or not self.deltas:
             raise ValueError("deltas must be a non-empty list of numbers ≥ 0")
+        if self.theta not in THETA_RULES:
+            raise ValueError(f"theta must be one of {', '.join(THETA_RULES)}, not {self.theta!r}")
 
 
 def calibration_slices(n_texts: int, n_bytes: int) -> list[np.ndarray]:
@@ -139,11 +145,17 @@ def run_pipeline(settings: PipelineSettings, out: str | os.PathLike, *, train_se
     log(f"  held-out (integer): bits/byte {stages['trained']['bits_per_byte']:.4f}, weighted "
         f"firing rate {stages['trained']['weighted_firing_rate']:.3f}, D = 15")
 
-    # 2. calibrate θ over several texts
-    t = stage(f"calibrate θ*(D) on {settings.calib_texts} × {settings.calib_bytes} bytes")
-    slices = calibration_slices(settings.calib_texts, settings.calib_bytes)
-    thetas = calibration_thetas(weights, slices, settings.timesteps, executor=executor,
-                                own_quantizer=True)
+    # 2. θ at every D: trained, or calibrated over several texts
+    if settings.theta == "trained":
+        t = stage("θ at every D: the trained θ (counts clipped at D)")
+        thetas = {n: dict.fromkeys(map(int, settings.timesteps), q.theta)
+                  for n, q in weights.config.quant.items()}
+    else:
+        t = stage(f"calibrate θ*(D) on {settings.calib_texts} × {settings.calib_bytes} bytes "
+                  f"({executor.name})")
+        slices = calibration_slices(settings.calib_texts, settings.calib_bytes)
+        thetas = calibration_thetas(weights, slices, settings.timesteps, executor=executor,
+                                    own_quantizer=True)
     times["calibrate"] = round(time.time() - t, 1)
 
     # 3. sensitivity

@@ -23,4 +23,5 @@ def test_default_model_generates_the_golden_tokens_on_the_core():
         first = next((k for k, (a, b) in enumerate(zip(want, got, strict=True)) if a != b), None)
         assert first is None, f"{prompt!r}: token {first}: golden {want[first]}, core {got[first]}"
     s = backend.summary.as_dict()
-    assert 0.5 < s["firing_rate"] < 1 and s["cycles_per_token"] > 0
+    # the shipped model is trained sparse (card: weighted firing rate ≈ 0.3 on held-out text)
+    assert 0.05 < s["firing_rate"] < 0.5 and s["cycles_per_token"] > 0

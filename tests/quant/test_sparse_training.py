@@ -94,7 +94,7 @@ def test_pipeline_end_to_end_writes_a_model_and_card(tmp_path, capsys):
                  "--layers", "1", "--batch", "2", "--seq-len", "32", "--warmup", "1",
                  "--firing-target", "0.5", "--delta-mode", "learn", "--eval-every", "6",
                  "--budget", "5", "--kl-budget", "0.05", "--calib-bytes", "256",
-                 "--calib-texts", "2", "--deltas", "0,0.5"])
+                 "--calib-texts", "2", "--deltas", "0,0.5", "--theta", "mse"])
     assert code == 0
     card = load_card(out)
     w = load_model(out)
@@ -116,3 +116,20 @@ def test_pipeline_end_to_end_writes_a_model_and_card(tmp_path, capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["card"]["budgets"]["kl"] == 0.05
     assert info["layers"]["lm_head"]["firing_rate"] == res["firing_rate"]["lm_head"]
+
+
+def test_pipeline_keeps_the_trained_thresholds_by_default(tmp_path):
+    from nsllm.model import load_model
+    from nsllm.quant.pipeline import PipelineSettings, run_pipeline
+
+    cfg = ModelConfig(name="s", hidden_size=32, num_layers=1, intermediate_size=64)
+    w = random_weights(cfg, seed=2)
+    trained = save_model(w, tmp_path / "t.nsllm")
+    out = tmp_path / "p.nsllm"
+    card = run_pipeline(PipelineSettings(budget=3, kl_budget=0.0, calib_bytes=256,
+                                         deltas=(0.0,)), out, trained=trained,
+                        log=lambda m: None)
+    got = load_model(out).config.quant
+    assert card["pipeline"]["settings"]["theta"] == "trained"
+    assert any(q.D < 15 for q in got.values())
+    assert all(got[n].theta == w.config.quant[n].theta for n in got)
