@@ -54,9 +54,18 @@ def measure(weights, held) -> dict:
                                                 sizes), 3)}
 
 
-def posthoc_curve(weights, held, log) -> list[dict]:
+def posthoc_curve(weights, held, log, measured: list[dict] | None = None) -> list[dict]:
+    """Same δ added in every layer; rows of ``measured`` (held-out, integer model, same text:
+    ``bench/sparsify.py``'s ``heldout_curve``) are reused instead of measured again."""
+    known = {r["delta"]: r for r in measured or []}
     rows = []
     for d in POSTHOC:
+        if d in known:
+            r = known[d]
+            rows.append({"delta": d, "bits_per_byte": round(r["bits_per_byte"], 4),
+                         "weighted_firing": round(r["weighted_firing"], 4), "average_D": 15.0,
+                         "reused": True})
+            continue
         w = with_quant(weights, {n: replace(q, delta=q.delta + d)
                                  for n, q in weights.config.quant.items()})
         rows.append({"delta": d, **measure(w, held)})
@@ -99,6 +108,12 @@ def main() -> None:
     ap.add_argument("--shipped-trained", default=None, help="the shipped model before allocation")
     ap.add_argument("--sensitivity", default="", help="MODEL=REPORT.json pairs, comma-separated")
     ap.add_argument("--budgets", default="3,5,7")
+    ap.add_argument("--reuse", default="bench/results/sparsify.json",
+                    help="bench/sparsify.py results of the dense model: its held-out δ curve is "
+                         "reused ('' to measure everything)")
+    ap.add_argument("--reuse-allocation", default="bench/results/allocation.json",
+                    help="bench/allocation.py results of the dense model: its DP rows are reused "
+                         "for the dense curve against average D ('' to measure)")
     ap.add_argument("--json", default="bench/results/pareto.json")
     ap.add_argument("--plot", default="docs/figures/pareto.png")
     args = ap.parse_args()
@@ -118,7 +133,8 @@ def main() -> None:
 
     log("dense model, post-hoc δ")
     dense = load_model(args.dense)
-    baselines = {"dense-trained + post-hoc δ": posthoc_curve(dense, held, log)}
+    reuse = json.loads(Path(args.reuse).read_text())["heldout_curve"] if args.reuse else None
+    baselines = {"dense-trained + post-hoc δ": posthoc_curve(dense, held, log, reuse)}
     if args.control:
         log("control (dense fine-tuned, no target), post-hoc δ")
         baselines["dense fine-tuned (no target) + post-hoc δ"] = posthoc_curve(
@@ -140,8 +156,16 @@ def main() -> None:
         log(f"  point {row}")
     d_curves = {}
     log("against average D: dense")
-    d_curves["dense-trained"] = d_curve(dense, held, calib, budgets,
-                                        reports.get(str(Path(args.dense))), log)
+    if args.reuse_allocation:
+        rows = json.loads(Path(args.reuse_allocation).read_text())["rows"]
+        d_curves["dense-trained"] = [
+            {"budget": float(r["budget"]), "bits_per_byte": round(r["bits_per_byte"], 4),
+             "weighted_firing": round(r["weighted_firing"], 4),
+             "average_D": round(r["average_D"], 3), "reused": True}
+            for r in rows if r["method"].startswith(("sensitivity", "uniform D = 15"))]
+    else:
+        d_curves["dense-trained"] = d_curve(dense, held, calib, budgets,
+                                            reports.get(str(Path(args.dense))), log)
     if args.shipped_trained:
         log("against average D: shipped model's trained stage")
         d_curves["sparsity-aware trained (shipped run)"] = d_curve(
