@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+comma  := ,
 
 .PHONY: install demo test test-slow lint verilog sim analyze bench bench-quant resources \
         train-dense model pareto clean
@@ -64,26 +65,23 @@ bench-quant: install
 	$(PY) bench/sparsify.py --model nsllm/data/dense.nsllm
 
 # The sparsity trade-off (docs/quantization.md §9): sparsity-aware fine-tuning of the dense model
-# at several firing targets (the recipes of the measured points), post-hoc δ on the dense model,
-# and the allocation against average D. Needs `make model` first (its trained stage is the
-# r* = 0.32 point). Each point is 150–600 training steps (≈ 0.8–2 s/step on a free core).
+# at firing targets 0.$(t) for t in PARETO_TARGETS (300 steps each, the recipe of the measured
+# points; ≈ 0.8–2 s/step on a free core), post-hoc δ on the dense model, and the allocation
+# against average D. Needs `make model` first (its trained stage is the r* = 0.32 point).
 PARETO := build/pareto
+PARETO_TARGETS ?= 45
 FINETUNE := --init nsllm/data/dense.nsllm --warmup 20 --lr 1e-3 --eval-every 50 --delta-mode learn
-$(PARETO)/t25.nsllm:
-	$(VENV)/bin/nsllm train $(FINETUNE) --steps 150 --firing-target 0.25 --out $@
-$(PARETO)/t30.nsllm:
-	$(VENV)/bin/nsllm train $(FINETUNE) --steps 600 --firing-ramp 300 --firing-target 0.30 --out $@
 $(PARETO)/t%.nsllm:
 	$(VENV)/bin/nsllm train $(FINETUNE) --steps 300 --firing-target 0.$* --out $@
 pareto: install
 	$(VENV)/bin/pip install --quiet torch==2.13.0
 	@test -f build/model/default.trained.nsllm || \
 	  { echo "run 'make model' first (its trained stage is one of the points)"; exit 2; }
-	$(MAKE) $(PARETO)/t25.nsllm $(PARETO)/t30.nsllm $(PARETO)/t45.nsllm $(PARETO)/t60.nsllm
+	$(MAKE) $(foreach t,$(PARETO_TARGETS),$(PARETO)/t$(t).nsllm)
 	$(PY) bench/pareto.py --dense nsllm/data/dense.nsllm \
-	  --points $(PARETO)/t25.nsllm,$(PARETO)/t30.nsllm,build/model/default.trained.nsllm,$(PARETO)/t45.nsllm,$(PARETO)/t60.nsllm \
+	  --points build/model/default.trained.nsllm,$(subst $(eval) ,$(comma),$(foreach t,$(PARETO_TARGETS),$(PARETO)/t$(t).nsllm)) \
 	  --shipped nsllm/data/default.nsllm --shipped-trained build/model/default.trained.nsllm \
-	  --sensitivity build/model/default.trained.nsllm=build/model/default.sensitivity.json,nsllm/data/dense.nsllm=bench/results/sensitivity.json
+	  --sensitivity build/model/default.trained.nsllm=build/model/default.sensitivity.json
 
 # Yosys resource estimates of every component (slow: full synthesis at board size)
 resources: install

@@ -40,7 +40,7 @@ from nsllm.quant.probe import QuantProbe, layer_weights
 from nsllm.quant.quantize import apply_timesteps, calibration_thetas
 from nsllm.quant.sensitivity import SensitivityReport, measure_sensitivity
 
-POSTHOC = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0)
+POSTHOC = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0)
 
 
 def measure(weights, held) -> dict:

@@ -124,6 +124,19 @@ def _call(fn, context, item):
     return fn(context, item)
 
 
+def log_progress(log, what: str = "evaluations"):
+    """A ``progress`` callback for :meth:`Executor.map` that logs about every 10 % (None without
+    a log)."""
+    if not log:
+        return None
+
+    def report(done: int, total: int) -> None:
+        if done == total or done % max(1, total // 10) == 0:
+            log(f"  {done}/{total} {what}")
+
+    return report
+
+
 def make_executor(ray: str | bool | None = None) -> Executor:
     """The executor of a ``--ray [ADDRESS]`` option: ``None``/``False`` serial, ``True`` or ``""``
     a local Ray instance, a string an address."""

@@ -96,3 +96,9 @@ class QuantProbe:
     def measure(self, changes: dict[str, SpikeQuant]) -> Measurement:
         st = self.stats(changes)
         return Measurement(st.kl, st.bits_per_byte, st.firing)
+
+
+def measure_changes(probe: QuantProbe, changes: dict[str, SpikeQuant]) -> Measurement:
+    """``probe.measure(changes)`` as a module-level function: one evaluation of a sweep, in the
+    form an executor ships to a worker (:mod:`nsllm.quant.executor`)."""
+    return probe.measure(changes)

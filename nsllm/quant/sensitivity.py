@@ -30,8 +30,8 @@ from dataclasses import dataclass, field, replace
 
 from ..model.config import ATTN_PROJECTIONS, MLP_PROJECTIONS, SpikeQuant
 from ..model.numerics import SPIKE_COUNT_SET
-from .executor import SERIAL, Executor
-from .probe import QuantProbe
+from .executor import SERIAL, Executor, log_progress
+from .probe import QuantProbe, measure_changes
 
 METRICS = ("kl", "dbpb")
 
@@ -137,23 +137,6 @@ def _share(value: float, part: float, total: float, n: int) -> float:
     return value / n  # nothing measurable below this unit: share equally
 
 
-def _measure(probe: QuantProbe, changes: dict[str, SpikeQuant]):
-    """One evaluation of a sweep (module level, so an executor can ship it to a worker)."""
-    return probe.measure(changes)
-
-
-def _progress(log, what: str = "evaluations"):
-    """A progress callback for :meth:`Executor.map` that logs about every 10 %."""
-    if not log:
-        return None
-
-    def report(done: int, total: int) -> None:
-        if done == total or done % max(1, total // 10) == 0:
-            log(f"  {done}/{total} {what}")
-
-    return report
-
-
 def measure_sensitivity(probe: QuantProbe, thetas: dict[str, dict[int, float]],
                         timesteps=SPIKE_COUNT_SET, log=None,
                         executor: Executor = SERIAL) -> SensitivityReport:
@@ -179,7 +162,7 @@ def measure_sensitivity(probe: QuantProbe, thetas: dict[str, dict[int, float]],
                 jobs.append((level, unit, D, changes))
             else:
                 measured[level][unit][D] = {"kl": 0.0, "dbpb": 0.0}
-    results = executor.map(_measure, probe, [j[3] for j in jobs], progress=_progress(log))
+    results = executor.map(measure_changes, probe, [j[3] for j in jobs], progress=log_progress(log))
     for (level, unit, D, _), m in zip(jobs, results, strict=True):
         res = {"kl": m.kl, "dbpb": m.bits_per_byte - base.bits_per_byte}
         measured[level][unit][D] = res

@@ -22,8 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from ..model.stats import mean_firing_rate
-from .executor import SERIAL, Executor
-from .probe import QuantProbe, layer_weights
+from .executor import SERIAL, Executor, log_progress
+from .probe import QuantProbe, layer_weights, measure_changes
 
 DEFAULT_DELTAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
 
@@ -52,10 +52,6 @@ class SparsitySweep:
                 "global_curve": self.global_curve, "relative": self.relative}
 
 
-def _measure(probe: QuantProbe, changes):
-    return probe.measure(changes)
-
-
 def sweep(probe: QuantProbe, deltas=DEFAULT_DELTAS, per_layer: bool = True,
           log=None, executor: Executor = SERIAL, relative: bool = False) -> SparsitySweep:
     """Measure firing rate and loss for each δ, layer by layer and for all layers at once.
@@ -64,8 +60,6 @@ def sweep(probe: QuantProbe, deltas=DEFAULT_DELTAS, per_layer: bool = True,
     per layer) instead of replacing it. The evaluations run through ``executor``
     (:mod:`nsllm.quant.executor`).
     """
-    from .sensitivity import _progress
-
     sizes = layer_weights(probe.weights)
     base = probe.base
 
@@ -83,7 +77,7 @@ def sweep(probe: QuantProbe, deltas=DEFAULT_DELTAS, per_layer: bool = True,
                 if at(q, d).delta != q.delta:
                     layer_jobs.append((n, float(d)))
                     jobs.append({n: at(q, d)})
-    results = executor.map(_measure, probe, jobs, progress=_progress(log))
+    results = executor.map(measure_changes, probe, jobs, progress=log_progress(log))
     for d, m in zip(deltas, results, strict=False):
         row = {"delta": float(d), "kl": m.kl, "bits_per_byte": m.bits_per_byte,
                "mean_firing": mean_firing_rate(m.firing),
