@@ -175,7 +175,8 @@ def cmd_train(args) -> int:
         raise
     s = TrainSettings(steps=args.steps, seed=args.seed, hidden_size=args.hidden_size,
                       num_layers=args.layers, batch=args.batch, seq_len=args.seq_len, lr=args.lr,
-                      D=args.timesteps, delta=args.delta, threads=args.threads)
+                      D=args.timesteps, delta=args.delta, threads=args.threads,
+                      mixer=args.mixer, sla_every=args.sla_every)
     card = args.card or str(Path(args.out).with_suffix(".train.json"))
     main_train(args.out, s, card=card, log=_log)
     print(f"wrote {args.out} and {card}")
@@ -272,6 +273,11 @@ def register(subparsers) -> None:
     p.add_argument("--timesteps", type=int, default=15, help="D of every layer during training")
     p.add_argument("--delta", type=float, default=0.0,
                    help="sparsification shift δ used in the training loop (lower firing rates)")
+    p.add_argument("--mixer", default="mlgru", choices=("mlgru", "hybrid", "sla"),
+                   help="token mixer: MLGRU everywhere (default), spike-based linear attention "
+                        "everywhere, or hybrid (SLA in every --sla-every-th layer)")
+    p.add_argument("--sla-every", type=int, default=2,
+                   help="hybrid: every N-th layer is SLA (default 2: layers 1, 3, …)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--card", default=None, help="training log JSON (default: OUT.train.json)")
     p.set_defaults(func=cmd_train)
