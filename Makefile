@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .PHONY: install demo test test-slow lint verilog sim analyze bench bench-quant resources \
-        train-default clean
+        train-default train-hybrid bench-recall clean
 
 install: $(STAMP)
 
@@ -61,6 +61,16 @@ bench-quant: install
 train-default: install
 	$(VENV)/bin/pip install torch==2.13.0
 	$(VENV)/bin/nsllm train --out nsllm/data/default.nsllm --steps 800 --seed 0
+
+# Retrain the shipped hybrid model (MLGRU + spike-based linear attention in layers 1 and 3)
+train-hybrid: install
+	$(VENV)/bin/pip install torch==2.13.0
+	$(VENV)/bin/nsllm train --mixer hybrid --out nsllm/data/hybrid.nsllm --steps 800 --seed 0
+
+# Recall: MLGRU vs hybrid, zero-shot copy and key-value lookup after training on it (≈ 40 min)
+bench-recall: install
+	$(VENV)/bin/pip install torch==2.13.0
+	$(PY) bench/recall.py --train
 
 # Yosys resource estimates of every component (slow: full synthesis at board size)
 resources: install

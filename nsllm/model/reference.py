@@ -7,6 +7,9 @@ MatMul-free LM's equations. How a BitLinear treats its (normalised) input is sel
   ``y = β·θ·(W s)``; the integer model is this, in fixed point.
 * ``"absmax8"`` — the MatMul-free LM's BitLinear: per-token absmax 8-bit activations.
 * ``"none"`` — unquantised activations (ternary weights only).
+
+SLA layers' q, k, v count encoders round to integer counts in ``"spike"`` mode only; in the other
+modes they keep the clipped real value ``clip(x/θ − δ, 0, D)`` (signed for v).
 """
 
 from __future__ import annotations

@@ -186,7 +186,7 @@ def cmd_train(args) -> int:
 # -- wiring ---------------------------------------------------------------------------------------
 def _model_pos(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", nargs="?", default=None,
-                   help="a .nsllm file (default: the shipped default model)")
+                   help="a .nsllm file or a shipped model: default, hybrid (default: default)")
 
 
 def _calib_args(p: argparse.ArgumentParser, required: bool = True) -> None:
