@@ -233,11 +233,10 @@ class IntegerArithmetic(Arithmetic):
         B, T, d = q.shape
         heads = (B, T, sp.heads, sp.head_dim)
         qh, kh, vh = (np.asarray(c, dtype=np.int64).reshape(heads) for c in (q, k, v))
-        D_q, D_k = sp.counts["q"].D, sp.counts["k"].D
         out = np.empty(heads, dtype=np.int64)
         for t in range(T):
-            state = nx.sla_update(state, kh[:, t], vh[:, t], sp.shifts, D_k)
-            out[:, t] = nx.sla_read(state, qh[:, t], D_q)
+            state = nx.sla_update(state, kh[:, t], vh[:, t], sp.shifts)
+            out[:, t] = nx.sla_read(state, qh[:, t])
         return out.reshape(B, T, d), state
 
     def head_norm(self, o, layer):

@@ -313,33 +313,34 @@ def sla_read_bits(head_dim: int, D_q: int) -> int:
     return int(head_dim * D_q * SLA_STATE_MAX).bit_length() + 1
 
 
-def sla_update(S: np.ndarray, k: np.ndarray, v: np.ndarray, shifts: np.ndarray,
-               D_k: int) -> np.ndarray:
+def sla_update(S: np.ndarray, k: np.ndarray, v: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     """One token's state update of every head: ``S − shift_round(S, b_h) + ((k_i v_j) << F)``.
 
-    ``S`` is (..., H, d_h, d_h) int64, ``k`` (..., H, d_h) unsigned counts ≤ D_k, ``v``
-    (..., H, d_h) signed counts, ``shifts`` (H,) the decay shifts b_h. Row i of the state gets
-    ``k_i·v`` (:func:`count_times`: masked shift-adds of the small signed v) at weight 2**F.
-    No saturation: the configuration guarantees :func:`sla_state_bound` ≤ SLA_STATE_MAX.
+    ``S`` is (..., H, d_h, d_h) int64, ``k`` (..., H, d_h) unsigned counts, ``v`` (..., H, d_h)
+    signed counts, ``shifts`` (H,) the decay shifts b_h. Row i of the state gets ``k_i·v`` at
+    weight 2**F — in hardware the masked shift-adds of :func:`count_times` (equal to the product,
+    test ``test_count_times_is_the_product_by_shift_and_add``). No saturation: the configuration
+    guarantees :func:`sla_state_bound` ≤ SLA_STATE_MAX.
     """
-    S = np.asarray(S, dtype=np.int64)
-    b = np.asarray(shifts, dtype=np.int64)[:, None, None]
-    kv = count_times(np.asarray(k)[..., :, None], np.asarray(v)[..., None, :], D_k)
-    return S - shift_round_array(S, np.broadcast_to(b, S.shape)) + (kv << SLA_STATE_FRAC)
+    S = np.array(S, dtype=np.int64)  # a copy: the caller's state is not modified
+    for h, b in enumerate(np.asarray(shifts, dtype=np.int64).tolist()):
+        S[..., h, :, :] -= shift_round(S[..., h, :, :], b)
+    kv = np.asarray(k, dtype=np.int64)[..., :, None] * np.asarray(v, dtype=np.int64)[..., None, :]
+    return S + (kv << SLA_STATE_FRAC)
 
 
-def sla_read(S: np.ndarray, q: np.ndarray, D_q: int) -> np.ndarray:
-    """Read-out of every head: ``o_j = Σ_i q_i·S_ij`` — for each bit b of the count, the sum of
-    the rows of S where that bit of q is set, shifted by b (:func:`count_times`). ``S`` is
-    (..., H, d_h, d_h), ``q`` (..., H, d_h) unsigned counts ≤ D_q; result (..., H, d_h) int64 of
-    at most :func:`sla_read_bits` bits, SLA_STATE_FRAC fractional bits."""
-    S = np.asarray(S, dtype=np.int64)
-    q = np.asarray(q, dtype=np.int64)
-    o = np.zeros(S.shape[:-2] + S.shape[-1:], dtype=np.int64)
-    for b in range(int(D_q).bit_length()):
-        mask = (q >> b) & 1
-        o += np.einsum("...i,...ij->...j", mask, S) << b
-    return o
+def sla_read(S: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Read-out of every head: ``o_j = Σ_i q_i·S_ij`` — in hardware, for each bit b of the count,
+    the sum of the rows of S where that bit of q is set, shifted by b (:func:`count_times`).
+
+    ``S`` is (..., H, d_h, d_h), ``q`` (..., H, d_h) unsigned counts; result (..., H, d_h) int64
+    of at most :func:`sla_read_bits` bits, SLA_STATE_FRAC fractional bits. Computed as a float64
+    product, exact: every partial sum is an integer below d_h·D_q·2**23 < 2**53.
+    """
+    S = np.asarray(S)
+    q = np.asarray(q)
+    o = np.matmul(q.astype(np.float64)[..., None, :], S.astype(np.float64))[..., 0, :]
+    return o.astype(np.int64)
 
 
 def head_rmsnorm_q(o: np.ndarray, heads: int) -> np.ndarray:
