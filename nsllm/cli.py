@@ -88,10 +88,10 @@ def cmd_info(args) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
+    mixers = cfg.token_mixer if isinstance(cfg.token_mixer, str) else "/".join(cfg.token_mixer)
     print(f"{info['name']}  ({path}, {info['file_bytes']:,} bytes, {info['packing']} trits)")
     print(f"  vocab {cfg.vocab_size}, d {cfg.hidden_size}, {cfg.num_layers} layers, "
-          f"intermediate {cfg.intermediate_size}, {'/'.join(cfg.mixers())}, {cfg.tokenizer} "
-          "tokenizer")
+          f"intermediate {cfg.intermediate_size}, {mixers}, {cfg.tokenizer} tokenizer")
     for n, sp in cfg.sla.items():
         print(f"  {n}: SLA, {sp.heads} heads × {sp.head_dim}, decay shifts {sp.decay_shifts}, "
               f"D_q {sp.D_q}, D_k {sp.D_k}, D_v {sp.D_v}")
