@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 comma  := ,
 
 .PHONY: install demo test test-slow lint verilog sim analyze bench bench-quant resources \
-        train-dense model pareto clean
+        train-dense model pareto train-hybrid bench-recall clean
 
 install: $(STAMP)
 
@@ -82,6 +82,16 @@ pareto: install
 	  --points build/model/default.trained.nsllm,$(subst $(eval) ,$(comma),$(foreach t,$(PARETO_TARGETS),$(PARETO)/t$(t).nsllm)) \
 	  --shipped nsllm/data/default.nsllm --shipped-trained build/model/default.trained.nsllm \
 	  --sensitivity build/model/default.trained.nsllm=build/model/default.sensitivity.json
+
+# Retrain the shipped hybrid model (MLGRU + spike-based linear attention in layers 1 and 3)
+train-hybrid: install
+	$(VENV)/bin/pip install torch==2.13.0
+	$(VENV)/bin/nsllm train --mixer hybrid --out nsllm/data/hybrid.nsllm --steps 800 --seed 0
+
+# Recall: MLGRU vs hybrid, zero-shot copy and key-value lookup after training on it (≈ 40 min)
+bench-recall: install
+	$(VENV)/bin/pip install torch==2.13.0
+	$(PY) bench/recall.py --train
 
 # Yosys resource estimates of every component (slow: full synthesis at board size)
 resources: install

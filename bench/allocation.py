@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from nsllm.data.corpus import calibration_text, pydoc_corpus
-from nsllm.model import DEFAULT_MODEL, load_model
+from nsllm.model import load_model, resolve_model_path
 from nsllm.model.numerics import SPIKE_COUNT_SET
 from nsllm.model.stats import mean_firing_rate
 from nsllm.quant.allocation import allocate, uniform, weighted_average
@@ -34,7 +34,8 @@ from nsllm.quant.sensitivity import measure_sensitivity, plot_sensitivity, quant
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default=str(DEFAULT_MODEL))
+    ap.add_argument("--model", default=None,
+                    help="a .nsllm file or a shipped model name (default: the default model)")
     ap.add_argument("--budgets", default="3,7")
     ap.add_argument("--calib-bytes", type=int, default=4096)
     ap.add_argument("--heldout-bytes", type=int, default=None, help="default: all of it")
@@ -43,6 +44,7 @@ def main() -> None:
     args = ap.parse_args()
 
     t0 = time.time()
+    args.model = str(resolve_model_path(args.model))
     w = load_model(args.model)
     calib = np.frombuffer(calibration_text(args.calib_bytes).encode(), np.uint8).astype(np.int64)
     held = pydoc_corpus()[1].encode()[: args.heldout_bytes]

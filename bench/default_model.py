@@ -1,11 +1,12 @@
-"""Measure the default model on the held-out pydoc text and write its card (JSON).
+"""Measure a shipped model on the held-out pydoc text and write its card (JSON).
 
-    .venv/bin/python bench/default_model.py [--model nsllm/data/dense.nsllm]
-        [--train-report TRAIN.json] [--card CARD.json]
+    .venv/bin/python bench/default_model.py [--model nsllm/data/default.nsllm | hybrid]
+        [--train-report TRAIN.json] [--card nsllm/data/default.json]
 
 Reports held-out bits/byte of the integer golden model, the float reference (same spikes), the
 float model without activation quantization, and a unigram baseline; firing rates; sizes; and a
-greedy continuation of a prompt from the corpus through the integer model.
+greedy continuation of a prompt from the corpus through the integer model; for models with SLA
+layers also the fraction of non-zero q, k, v counts.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from nsllm.data.corpus import pydoc_corpus
-from nsllm.model import DEFAULT_MODEL, FloatModel, IntegerModel, load_model
+from nsllm.model import FloatModel, IntegerModel, Trace, load_model, resolve_model_path
 from nsllm.model.graph import greedy
-from nsllm.model.stats import evaluate, mean_firing_rate, unigram_bits_per_byte
+from nsllm.model.stats import evaluate, mean_firing_rate, run_logprobs, unigram_bits_per_byte
 from nsllm.quant.evaluation import tensor_bytes
 from nsllm.quant.probe import layer_weights
 
@@ -39,9 +40,34 @@ def continue_prompt(model, prompt: str, n: int) -> str:
     return bytes(out).decode("utf-8", errors="replace")
 
 
+class _SLACounter(Trace):
+    """Non-zero fractions of the SLA q, k, v counts (bounded memory)."""
+
+    def __init__(self):
+        super().__init__(only=set())
+        self.nonzero, self.total = {}, {}
+
+    def wants(self, name):
+        return ".sla." in name and name[-2:] in (".q", ".k", ".v")
+
+    def record(self, name, value):
+        if self.wants(name):
+            self.nonzero[name] = self.nonzero.get(name, 0) + int(np.count_nonzero(value))
+            self.total[name] = self.total.get(name, 0) + int(np.size(value))
+
+
+def sla_count_rates(model, tokens) -> dict[str, float]:
+    """Fraction of non-zero q, k, v counts per SLA layer on a text (the state unit's work)."""
+    counter = _SLACounter()
+    for _ in run_logprobs(model, tokens, 1024, counter):
+        pass
+    return {k: round(counter.nonzero[k] / counter.total[k], 4) for k in counter.nonzero}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default=str(DEFAULT_MODEL))
+    ap.add_argument("--model", default=None,
+                    help="a .nsllm file or a shipped model name (default: the default model)")
     ap.add_argument("--train-report", default=None)
     ap.add_argument("--card", default=None,
                     help="write the card here (default: print only; the shipped model's card is "
@@ -49,6 +75,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=80, help="continuation length")
     args = ap.parse_args()
 
+    args.model = str(resolve_model_path(args.model))
     w = load_model(args.model)
     train, held = pydoc_corpus()
     tr = np.frombuffer(train.encode(), np.uint8).astype(np.int64)
@@ -67,6 +94,8 @@ def main() -> None:
             rows[name]["weighted_firing_rate"] = round(mean_firing_rate(st.firing, sizes), 4)
             rows[name]["firing_rate"] = {k: round(v, 4) for k, v in st.firing.items()}
     rows["unigram baseline"] = {"bits_per_byte": round(unigram_bits_per_byte(tr, ho, 256), 4)}
+    if w.config.sla_layers():
+        rows["integer (golden)"]["sla_count_rates"] = sla_count_rates(IntegerModel(w), ho)
     golden = IntegerModel(w)
     samples = {p: continue_prompt(golden, p, args.tokens) for p in PROMPTS}
     cfg = w.config
@@ -82,8 +111,10 @@ def main() -> None:
     }
     if args.train_report:
         rep = json.loads(Path(args.train_report).read_text())
-        card["training"] = {"command": "nsllm train --out M --steps {steps} --seed {seed}".format(
-            **rep["settings"]), **rep}
+        mixer = rep["settings"].get("mixer", "mlgru")
+        command = "nsllm train --out M --steps {steps} --seed {seed}".format(**rep["settings"])
+        card["training"] = {"command": command + (f" --mixer {mixer}" if mixer != "mlgru" else ""),
+                            **rep}
     if args.card:
         Path(args.card).write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n")
     print("| model | held-out bits/byte |\n| --- | --- |")

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from nsllm.data.corpus import calibration_text, pydoc_corpus
-from nsllm.model import DEFAULT_MODEL, load_model
+from nsllm.model import load_model, resolve_model_path
 from nsllm.model.stats import mean_firing_rate
 from nsllm.quant.probe import QuantProbe, layer_weights
 from nsllm.quant.sparsify import (
@@ -36,7 +36,8 @@ from nsllm.quant.sparsify import (
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default=str(DEFAULT_MODEL))
+    ap.add_argument("--model", default=None,
+                    help="a .nsllm file or a shipped model name (default: the default model)")
     ap.add_argument("--kl-budgets", default="0.02,0.05,0.1",
                     help="Σ KL budgets (nats per prediction), comma-separated")
     ap.add_argument("--calib-bytes", type=int, default=4096)
@@ -45,6 +46,7 @@ def main() -> None:
     args = ap.parse_args()
 
     t0 = time.time()
+    args.model = str(resolve_model_path(args.model))
     w = load_model(args.model)
     sizes = layer_weights(w)
     calib = np.frombuffer(calibration_text(args.calib_bytes).encode(), np.uint8).astype(np.int64)

@@ -109,16 +109,22 @@ def cmd_info(args) -> int:
                           for p in PACKINGS},
         "layers": {n: vars(q) for n, q in cfg.quant.items()},
     }
+    if cfg.sla:
+        info["sla"] = {n: vars(p) for n, p in cfg.sla.items()}
     from .quant.pipeline import card_info
 
     card = card_info(path, info)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
+    mixers = cfg.token_mixer if isinstance(cfg.token_mixer, str) else "/".join(cfg.token_mixer)
     print(f"{info['name']}  ({path}, {info['file_bytes']:,} bytes, format "
           f"v{info['format_version']}, {info['packing']} trits)")
     print(f"  vocab {cfg.vocab_size}, d {cfg.hidden_size}, {cfg.num_layers} layers, "
-          f"intermediate {cfg.intermediate_size}, {cfg.token_mixer}, {cfg.tokenizer} tokenizer")
+          f"intermediate {cfg.intermediate_size}, {mixers}, {cfg.tokenizer} tokenizer")
+    for n, sp in cfg.sla.items():
+        print(f"  {n}: SLA, {sp.heads} heads × {sp.head_dim}, decay shifts {sp.decay_shifts}, "
+              f"D_q {sp.D_q}, D_k {sp.D_k}, D_v {sp.D_v}")
     print(f"  {info['parameters']:,} parameters, {tern:,} ternary "
           f"({info['ternary_bytes']['2bit']:,} B at 2 bits/trit, "
           f"{info['ternary_bytes']['base3']:,} B at 1.6)")
@@ -188,7 +194,8 @@ def cmd_demo(args) -> int:
 # -- wiring -------------------------------------------------------------------------------------
 def add_model_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", "-m", default=None,
-                   help="a .nsllm file or a folder with one (default: the shipped default model)")
+                   help="a .nsllm file, a folder with one, or a shipped model: default, hybrid "
+                        "(default: the shipped default model)")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -210,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     p = sub.add_parser("info", help="describe a .nsllm model")
-    p.add_argument("model", nargs="?", default=None, help="model file (default: shipped model)")
+    p.add_argument("model", nargs="?", default=None,
+                   help="model file or shipped model name (default, hybrid; default: default)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--upgrade", action="store_true",
                    help="rewrite an older-format file in place as the current format (with "

@@ -52,7 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "mutual information and entropy rates; optionally the clear-vs-ambiguous "
                     "text study.")
     p.add_argument("--model", "-m", default=None,
-                   help="a .nsllm file or a folder with one (default: the shipped default model)")
+                   help="a .nsllm file, a folder with one, or a shipped model: default, hybrid "
+                        "(default: the shipped default model)")
     p.add_argument("--text", help="a UTF-8 text file to record, or pydoc-heldout (the held-out "
                                   "split of the training corpus)")
     p.add_argument("--study", help="a study: clear-vs-ambiguous (shipped), or a JSON file of "

@@ -73,7 +73,8 @@ def program_outline(cfg, port_bytes: int, packing: str = "2bit", weight_ports: i
     the outline alone (no weights needed, any size).
     """
     d, inter, vocab = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size
-    mixers = set(getattr(cfg, "token_mixers", None) or [getattr(cfg, "token_mixer", "mlgru")])
+    mixer = getattr(cfg, "token_mixer", "mlgru")
+    mixers = {mixer} if isinstance(mixer, str) else set(mixer)
     if mixers - {"mlgru"}:
         raise ProgramError(f"the core runs MLGRU token mixers only; this model has "
                            f"{', '.join(sorted(mixers - {'mlgru'}))} layers")

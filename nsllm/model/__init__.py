@@ -13,15 +13,24 @@ from .reference import FloatModel
 from .trace import Trace
 from .weights import ModelWeights, random_weights
 
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "data" / "default.nsllm"
+DATA = Path(__file__).resolve().parent.parent / "data"
+DEFAULT_MODEL = DATA / "default.nsllm"
+HYBRID_MODEL = DATA / "hybrid.nsllm"
+#: Shipped models by name (``--model hybrid``): the MLGRU default and the MLGRU/SLA hybrid.
+SHIPPED_MODELS = {"default": DEFAULT_MODEL, "nsllm-default": DEFAULT_MODEL,
+                  "hybrid": HYBRID_MODEL, "nsllm-hybrid": HYBRID_MODEL}
 
 
 def resolve_model_path(path: str | os.PathLike | None) -> Path:
-    """A model argument → a ``.nsllm`` file: ``None`` is the shipped default model; a folder
-    must hold exactly one ``.nsllm`` file (``model.nsllm`` preferred)."""
+    """A model argument → a ``.nsllm`` file: ``None`` is the shipped default model, a shipped
+    model's name (``default``, ``hybrid``; see :data:`SHIPPED_MODELS`) that model unless a file or
+    folder of that name exists; a folder must hold exactly one ``.nsllm`` file (``model.nsllm``
+    preferred)."""
     if path is None:
         return DEFAULT_MODEL
     p = Path(path)
+    if not p.exists() and str(path) in SHIPPED_MODELS:
+        return SHIPPED_MODELS[str(path)]
     if p.is_dir():
         if (p / "model.nsllm").is_file():
             return p / "model.nsllm"
@@ -33,7 +42,8 @@ def resolve_model_path(path: str | os.PathLike | None) -> Path:
 
 
 __all__ = [
-    "DEFAULT_MODEL", "FloatModel", "IntegerModel", "LanguageModel", "ModelConfig", "ModelFileError",
-    "ModelFormatWarning", "ModelWeights", "SpikeQuant", "Trace", "greedy", "load_model", "preset",
-    "random_weights", "resolve_model_path", "save_model",
+    "DEFAULT_MODEL", "HYBRID_MODEL", "SHIPPED_MODELS", "FloatModel", "IntegerModel",
+    "LanguageModel", "ModelConfig", "ModelFileError", "ModelFormatWarning", "ModelWeights",
+    "SpikeQuant", "Trace", "greedy", "load_model", "preset", "random_weights",
+    "resolve_model_path", "save_model",
 ]

@@ -11,10 +11,19 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, replace
 
-from .numerics import MAX_DELTA, MAX_TIMESTEPS
+from .numerics import (
+    MAX_DELTA,
+    MAX_TIMESTEPS,
+    SLA_MAX_COUNT,
+    SLA_MAX_DECAY_SHIFT,
+    SLA_STATE_MAX,
+    sla_state_bound,
+)
 
-TOKEN_MIXERS = ("mlgru",)
-ATTN_PROJECTIONS = ("i_proj", "f_proj", "g_proj", "o_proj")
+TOKEN_MIXERS = ("mlgru", "sla")
+ATTN_PROJECTIONS = ("i_proj", "f_proj", "g_proj", "o_proj")  #: the MLGRU token mixer's
+SLA_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "g_proj", "o_proj")  #: the SLA token mixer's
+MIXER_PROJECTIONS = {"mlgru": ATTN_PROJECTIONS, "sla": SLA_PROJECTIONS}
 MLP_PROJECTIONS = ("gate_proj", "down_proj")
 
 #: Default I-LIF threshold for unit-RMS inputs: θ = mean|x| / 3 of a standard normal (√(2/π)/3),
@@ -72,6 +81,91 @@ def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+@dataclass
+class SLAParams:
+    """Spike-based linear attention parameters of one layer (ARCHITECTURE §3).
+
+    The per-channel thresholds θ_q, θ_k, θ_v of the count encoders are tensors
+    (``layers.<i>.attn.q_theta`` …); everything static and integer lives here.
+
+    Attributes
+    ----------
+    head_dim : int
+        d_h; the layer has ``hidden_size / head_dim`` heads.
+    decay_shifts : list of int
+        b_h per head: the state decays by γ_h = 1 − 2**−b_h per token.
+    D_q, D_k, D_v : int
+        Largest count of q and k (unsigned, [0, D]) and of v (signed, [−D_v, D_v]).
+    delta_q, delta_k, delta_v : float
+        Sparsification shifts of the three count encoders (in units of θ, ≥ 0).
+    """
+
+    head_dim: int = 64
+    decay_shifts: list[int] = field(default_factory=list)
+    D_q: int = 2
+    D_k: int = 2
+    D_v: int = 4
+    delta_q: float = 0.0
+    delta_k: float = 0.0
+    delta_v: float = 0.0
+
+    def validate(self, name: str, hidden_size: int) -> None:
+        if not isinstance(self.head_dim, int) or self.head_dim < 1 or hidden_size % self.head_dim:
+            raise ConfigError(f"{name}: head_dim must be a positive divisor of hidden_size "
+                              f"{hidden_size}, not {self.head_dim!r}")
+        heads = hidden_size // self.head_dim
+        b = self.decay_shifts
+        if (not isinstance(b, list) or len(b) != heads
+                or not all(isinstance(x, int) and 1 <= x <= SLA_MAX_DECAY_SHIFT for x in b)):
+            raise ConfigError(f"{name}: decay_shifts must be {heads} integers (one per head) in "
+                              f"[1, {SLA_MAX_DECAY_SHIFT}], not {b!r}")
+        for what in ("D_q", "D_k", "D_v"):
+            D = getattr(self, what)
+            if not isinstance(D, int) or not 1 <= D <= SLA_MAX_COUNT:
+                raise ConfigError(f"{name}: {what} must be an integer in [1, {SLA_MAX_COUNT}], "
+                                  f"not {D!r}")
+        for what in ("delta_q", "delta_k", "delta_v"):
+            v = getattr(self, what)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ConfigError(f"{name}: {what} must be a number ≥ 0, not {v!r}")
+        worst = sla_state_bound(self.D_k, self.D_v, max(b))
+        if worst > SLA_STATE_MAX:
+            raise ConfigError(
+                f"{name}: the SLA state could reach {worst} > {SLA_STATE_MAX} (24-bit entries) "
+                f"with D_k {self.D_k}, D_v {self.D_v} and decay shift {max(b)}; lower D_k·D_v "
+                "or the largest decay shift (docs/numerics.md, SLA state bound)")
+
+    @property
+    def heads(self) -> int:
+        return len(self.decay_shifts)
+
+
+def _sla_params(name: str, value) -> SLAParams:
+    """An SLAParams copy from an SLAParams or a JSON dict (unknown keys are a ConfigError)."""
+    data = asdict(value) if isinstance(value, SLAParams) else value
+    if not isinstance(data, dict):
+        raise ConfigError(f"sla[{name!r}] must be an object, not {type(data).__name__}")
+    unknown = set(data) - set(SLAParams.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"sla[{name!r}]: unknown fields {sorted(unknown)}")
+    return SLAParams(**data)
+
+
+def default_head_dim(hidden_size: int) -> int:
+    """d_h = 128 where it divides d (ARCHITECTURE §3), else 64, else one head of size d."""
+    for dh in (128, 64):
+        if hidden_size % dh == 0 and hidden_size >= dh:
+            return dh
+    return hidden_size
+
+
+def default_decay_shifts(heads: int) -> list[int]:
+    """b_h spread evenly from 9 (γ ≈ 0.998, long memory) down to 2 (γ = 0.75, local)."""
+    if heads == 1:
+        return [9]
+    return [int(math.floor(9 - 7 * h / (heads - 1) + 0.5)) for h in range(heads)]
+
+
 def mlp_intermediate_size(hidden_size: int, hidden_ratio: int = 4) -> int:
     """The MatMul-free LM's rule: 256 · ceil(hidden_ratio · 2/3 · d / 256)."""
     return 256 * math.ceil(hidden_size * hidden_ratio * 2 / 3 / 256)
@@ -87,8 +181,10 @@ class ModelConfig:
         Preset or model name (informational).
     vocab_size, hidden_size, num_layers, intermediate_size : int
         Shapes; the token mixer's inner width equals ``hidden_size``.
-    token_mixer : str
-        ``"mlgru"`` (the MatMul-free LM's gated recurrent unit).
+    token_mixer : str or list of str
+        Per layer ``"mlgru"`` (the MatMul-free LM's gated recurrent unit) or ``"sla"``
+        (spike-based linear attention); one string applies to every layer, a list of
+        ``num_layers`` names makes a hybrid stack.
     use_lower_bound : bool
         Learned forget-gate lower bounds per layer (``lower_bounds`` tensor).
     norm_eps : float
@@ -98,6 +194,9 @@ class ModelConfig:
     quant : dict[str, SpikeQuant]
         Per ternary layer (``layers.3.attn.i_proj``, …, ``lm_head``) spiking parameters;
         missing entries are filled with defaults.
+    sla : dict[str, SLAParams]
+        Per SLA layer (``layers.3.attn``) its heads, decays and count parameters; missing
+        entries are filled with defaults. Not stored for models without SLA layers.
     """
 
     name: str = "custom"
@@ -105,25 +204,55 @@ class ModelConfig:
     hidden_size: int = 128
     num_layers: int = 4
     intermediate_size: int = 512
-    token_mixer: str = "mlgru"
+    token_mixer: str | list[str] = "mlgru"
     use_lower_bound: bool = True
     norm_eps: float = 1e-6
     tokenizer: str = "byte"
     quant: dict[str, SpikeQuant] = field(default_factory=dict)
+    sla: dict[str, SLAParams] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.quant = {k: v if isinstance(v, SpikeQuant) else SpikeQuant(**v)
                       for k, v in self.quant.items()}
+        if not isinstance(self.sla, dict):
+            raise ConfigError(f"sla must be a mapping of layer names to SLA parameters, not "
+                              f"{type(self.sla).__name__}")
+        # copies: configs made with dataclasses.replace must not share mutable SLA parameters
+        self.sla = {k: _sla_params(k, v) for k, v in self.sla.items()}
         self.validate_shapes()
         for name in self.ternary_layers():
             self.quant.setdefault(name, SpikeQuant())
+        for li in self.sla_layers():
+            dh = default_head_dim(self.hidden_size)
+            self.sla.setdefault(f"layers.{li}.attn", SLAParams(
+                head_dim=dh, decay_shifts=default_decay_shifts(self.hidden_size // dh)))
 
     # -- structure -----------------------------------------------------------------------------
+    def mixer(self, layer: int) -> str:
+        """The token mixer of a layer: ``"mlgru"`` or ``"sla"``."""
+        if isinstance(self.token_mixer, str):
+            return self.token_mixer
+        return self.token_mixer[layer]
+
+    def mixers(self) -> list[str]:
+        return [self.mixer(i) for i in range(self.num_layers)]
+
+    def sla_layers(self) -> list[int]:
+        """Indices of the layers whose token mixer is SLA."""
+        return [i for i in range(self.num_layers) if self.mixer(i) == "sla"]
+
+    def sla_params(self, layer: int) -> SLAParams:
+        return self.sla[f"layers.{layer}.attn"]
+
+    def attn_projections(self, layer: int) -> tuple[str, ...]:
+        """Leaf names of a layer's token-mixer projections, in execution order."""
+        return MIXER_PROJECTIONS[self.mixer(layer)]
+
     def ternary_layers(self) -> list[str]:
         """Names of every ternary linear layer, in execution order."""
         names = []
         for i in range(self.num_layers):
-            names += [f"layers.{i}.attn.{p}" for p in ATTN_PROJECTIONS]
+            names += [f"layers.{i}.attn.{p}" for p in self.attn_projections(i)]
             names += [f"layers.{i}.mlp.{p}" for p in MLP_PROJECTIONS]
         return names + ["lm_head"]
 
@@ -133,32 +262,57 @@ class ModelConfig:
         leaf = name.rsplit(".", 1)[-1]
         shapes = {
             "i_proj": (d, d), "f_proj": (d, d), "g_proj": (d, d), "o_proj": (d, d),
+            "q_proj": (d, d), "k_proj": (d, d), "v_proj": (d, d),
             "gate_proj": (2 * inter, d), "down_proj": (d, inter),
             "lm_head": (self.vocab_size, d),
         }
         if leaf not in shapes:
             raise ConfigError(f"unknown ternary layer {name!r}")
+        parts = name.split(".")
+        if len(parts) == 4 and parts[0] == "layers" and parts[2] == "attn" and parts[1].isdigit():
+            li = int(parts[1])
+            if li < self.num_layers and leaf not in self.attn_projections(li):
+                mixer = self.mixer(li)
+                raise ConfigError(
+                    f"{name} does not exist: layer {li}'s token mixer is {mixer!r} "
+                    f"({', '.join(self.attn_projections(li))}). Code that handles only MLGRU "
+                    "layers (so far the core, its model image and cycle model) cannot run a "
+                    "model with 'sla' layers; use the golden or float model (--backend golden "
+                    "or float)")
         return shapes[leaf]
 
     def num_ternary_weights(self) -> int:
         return sum(o * i for o, i in map(self.ternary_shape, self.ternary_layers()))
 
     def num_parameters(self) -> int:
-        """All parameters: ternary weights, embedding, norms and lower bounds."""
-        d = self.hidden_size
-        norms = self.num_layers * (3 * d + 4 * d + 2 * self.intermediate_size) + 2 * d
-        lb = self.num_layers * d if self.use_lower_bound else 0
-        return self.num_ternary_weights() + self.vocab_size * d + norms + lb
+        """All parameters: ternary weights, their norm weights, and every float tensor
+        (embedding, block norms, lower bounds, SLA thresholds)."""
+        from .weights import expected_tensor_shapes
+
+        floats = sum(math.prod(s) for s in expected_tensor_shapes(self).values())
+        own_norms = sum(self.ternary_shape(n)[1] for n in self.ternary_layers())
+        return self.num_ternary_weights() + own_norms + floats
 
     def validate_shapes(self) -> None:
         for attr in ("vocab_size", "hidden_size", "num_layers", "intermediate_size"):
             v = getattr(self, attr)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{attr} must be a positive integer, not {v!r}")
-        if self.token_mixer not in TOKEN_MIXERS:
-            raise ConfigError(
-                f"token_mixer {self.token_mixer!r} is not supported; choose from {TOKEN_MIXERS}"
-            )
+        mixers = self.token_mixer
+        if isinstance(mixers, (list, tuple)):
+            if len(mixers) != self.num_layers:
+                raise ConfigError(f"token_mixer lists {len(mixers)} layers, the model has "
+                                  f"{self.num_layers}")
+            mixers = list(mixers)
+            # a uniform stack is one name (the form a file stores)
+            self.token_mixer = mixers[0] if len(set(mixers)) == 1 else mixers
+        else:
+            mixers = [mixers]
+        for m in mixers:
+            if m not in TOKEN_MIXERS:
+                raise ConfigError(
+                    f"token_mixer {m!r} is not supported; choose from {TOKEN_MIXERS}"
+                )
         if not (_is_number(self.norm_eps) and math.isfinite(self.norm_eps) and self.norm_eps > 0):
             raise ConfigError(f"norm_eps must be a positive number, not {self.norm_eps!r}")
         if not isinstance(self.use_lower_bound, bool):
@@ -178,10 +332,22 @@ class ModelConfig:
             raise ConfigError(f"quant has entries for unknown layers: {sorted(unknown)[:5]}")
         for name in self.ternary_layers():
             self.quant[name].validate(name)
+        expected_sla = {f"layers.{li}.attn" for li in self.sla_layers()}
+        unknown = set(self.sla) - expected_sla
+        if unknown:
+            raise ConfigError(f"sla has entries for layers that are not SLA layers: "
+                              f"{sorted(unknown)[:5]}")
+        for name in sorted(expected_sla):
+            self.sla[name].validate(name, self.hidden_size)
 
     # -- serialisation --------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        return asdict(self)
+        """A JSON-ready dict. Models without SLA layers leave out ``sla`` (so their files are
+        exactly what they were before SLA existed); a uniform stack stores one mixer name."""
+        data = asdict(self)
+        if not self.sla:
+            del data["sla"]
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)

@@ -1,7 +1,8 @@
 """The MatMul-free spiking LM's forward graph, written once for every arithmetic.
 
-:class:`LanguageModel` runs the graph of ARCHITECTURE §3 — embedding → L × (MLGRU token mixer +
-GLU channel mixer, each pre-normed with a residual add) → RMSNorm → LM head — over an
+:class:`LanguageModel` runs the graph of ARCHITECTURE §3 — embedding → L × (token mixer: MLGRU
+or spike-based linear attention (SLA), per layer; GLU channel mixer; each pre-normed with a
+residual add) → RMSNorm → LM head — over an
 :class:`Arithmetic`: :class:`nsllm.model.integer.IntegerArithmetic` (the bit-exact hardware
 spec) or :class:`nsllm.model.reference.FloatArithmetic` (the float reference).
 
@@ -75,7 +76,28 @@ class Arithmetic(ABC):
         """Residual add."""
 
     @abstractmethod
-    def zeros_state(self, batch: int) -> np.ndarray: ...
+    def zeros_state(self, batch: int) -> np.ndarray:
+        """An MLGRU layer's initial state h: (batch, hidden)."""
+
+    # -- spike-based linear attention ----------------------------------------------------------
+    @abstractmethod
+    def sla_counts(self, layer: int, which: str, x: np.ndarray) -> np.ndarray:
+        """SLA count encoder ``which`` (``"q"``, ``"k"``: unsigned; ``"v"``: signed) of a
+        projection output, with the layer's per-channel θ, D and δ."""
+
+    @abstractmethod
+    def sla_scan(self, layer: int, q: np.ndarray, k: np.ndarray, v: np.ndarray,
+                 state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per head ``S_t = γ S_{t−1} + k_tᵀ v_t`` and ``o_t = q_t S_t`` over the time axis of
+        (batch, T, hidden) counts; returns (o (batch, T, hidden), last state)."""
+
+    @abstractmethod
+    def head_norm(self, o: np.ndarray, layer: int) -> np.ndarray:
+        """Per-head RMSNorm of the read-out, times the layer's ``attn.o_norm.weight``."""
+
+    @abstractmethod
+    def zeros_sla_state(self, batch: int, layer: int) -> np.ndarray:
+        """An SLA layer's initial state: (batch, heads, d_h, d_h) zeros."""
 
 
 class LanguageModel:
@@ -93,8 +115,10 @@ class LanguageModel:
         self.config = arithmetic.weights.config
 
     def init_state(self, batch: int = 1) -> list[np.ndarray]:
-        """Recurrent state: one ``h`` of shape (batch, hidden) per layer, all zero."""
-        return [self.arith.zeros_state(batch) for _ in range(self.config.num_layers)]
+        """Recurrent state, all zero: per MLGRU layer ``h`` of shape (batch, hidden), per SLA
+        layer the state matrices ``S`` of shape (batch, heads, d_h, d_h)."""
+        return [self.arith.zeros_sla_state(batch, li) if m == "sla"
+                else self.arith.zeros_state(batch) for li, m in enumerate(self.config.mixers())]
 
     def step(self, tokens, state: list[np.ndarray], trace: Trace | None = None):
         """Decode one token per sequence.
@@ -148,22 +172,9 @@ class LanguageModel:
         p = f"layers.{li}"
         a = ar.norm(x, f"{p}.attn_norm.weight")
         rec(f"{p}.attn_norm", a)
-        an = ar.unit_norm(a)  # i, f and g projections share their input's RMS
-        i_pre = ar.linear(f"{p}.attn.i_proj", an, trace)
-        f_pre = ar.linear(f"{p}.attn.f_proj", an, trace)
-        g = ar.linear(f"{p}.attn.g_proj", an, trace)
-        f = ar.forget_gate(f_pre, li)
-        i = ar.input_gate(i_pre, f)
-        hs = []
-        for t in range(x.shape[1]):
-            h_prev = ar.recur(f[:, t], h_prev, i[:, t])
-            hs.append(h_prev)
-        h = np.stack(hs, axis=1)
-        rec(f"{p}.mlgru.f", f)
-        rec(f"{p}.mlgru.i", i)
-        rec(f"{p}.mlgru.h", h)
-        gn = ar.norm(g, f"{p}.attn.g_norm.weight")
-        o_in = ar.mul(gn, ar.silu(h))
+        an = ar.unit_norm(a)  # the token mixer's projections share their input's RMS
+        mixer = self.sla_mixer if self.config.mixer(li) == "sla" else self.mlgru_mixer
+        o_in, h_prev = mixer(li, an, h_prev, trace)
         rec(f"{p}.attn.o_in", o_in)
         o = ar.linear(f"{p}.attn.o_proj", ar.unit_norm(o_in), trace)
         x = ar.add(x, o)
@@ -178,6 +189,49 @@ class LanguageModel:
         x = ar.add(x, y)
         rec(f"{p}.resid_mlp", x)
         return x, h_prev
+
+    def mlgru_mixer(self, li: int, an: np.ndarray, h_prev: np.ndarray, trace: Trace | None):
+        """MLGRU: ``h_t = f_t h_{t−1} + i_t``; returns (o_proj's input, last h)."""
+        ar = self.arith
+        rec = trace.record if trace is not None else (lambda name, value: None)
+        p = f"layers.{li}"
+        i_pre = ar.linear(f"{p}.attn.i_proj", an, trace)
+        f_pre = ar.linear(f"{p}.attn.f_proj", an, trace)
+        g = ar.linear(f"{p}.attn.g_proj", an, trace)
+        f = ar.forget_gate(f_pre, li)
+        i = ar.input_gate(i_pre, f)
+        hs = []
+        for t in range(an.shape[1]):
+            h_prev = ar.recur(f[:, t], h_prev, i[:, t])
+            hs.append(h_prev)
+        h = np.stack(hs, axis=1)
+        rec(f"{p}.mlgru.f", f)
+        rec(f"{p}.mlgru.i", i)
+        rec(f"{p}.mlgru.h", h)
+        gn = ar.norm(g, f"{p}.attn.g_norm.weight")
+        return ar.mul(gn, ar.silu(h)), h_prev
+
+    def sla_mixer(self, li: int, an: np.ndarray, state: np.ndarray, trace: Trace | None):
+        """Spike-based linear attention (ARCHITECTURE §3); returns (o_proj's input, last S).
+
+        ``q, k, v`` are count encodings of ternary projections of the shared input; per head the
+        state ``S ← γ S + kᵀv`` is read as ``o = q S``; ``RMSNorm_head(o) ⊙ SiLU(g)`` feeds o_proj.
+        """
+        ar = self.arith
+        rec = trace.record if trace is not None else (lambda name, value: None)
+        p = f"layers.{li}"
+        pre = {c: ar.linear(f"{p}.attn.{c}_proj", an, trace) for c in ("q", "k", "v")}
+        g = ar.linear(f"{p}.attn.g_proj", an, trace)
+        counts = {}
+        for c in ("q", "k", "v"):
+            counts[c] = ar.sla_counts(li, c, pre[c])
+            rec(f"{p}.sla.{c}", counts[c])
+        o, state = ar.sla_scan(li, counts["q"], counts["k"], counts["v"], state)
+        rec(f"{p}.sla.o", o)
+        rec(f"{p}.sla.state", state)
+        on = ar.head_norm(o, li)
+        rec(f"{p}.sla.o_norm", on)
+        return ar.mul(on, ar.silu(g)), state
 
     def head(self, x: np.ndarray, trace: Trace | None = None) -> np.ndarray:
         """Final RMSNorm and LM head: (batch, T, d) → logits (batch, T, vocab)."""

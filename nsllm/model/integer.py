@@ -43,6 +43,48 @@ class LinearParams:
         return nx.accumulator_bits(self.trits.shape[1], self.D)
 
 
+@dataclass
+class CountParams:
+    """Integer constants of one SLA count encoder (q, k or v of one layer).
+
+    ``u = shift_round(x · enc.mant, enc.shift + ACT_FRAC − U_FRAC)`` with ``enc = 1/θ`` per
+    channel, then ``spike_count_unsigned(u, D, delta_q)`` (q, k) or ``spike_count`` (v): the
+    I-LIF encoder of every BitLinear input, with static per-channel multipliers.
+    """
+
+    D: int
+    delta_q: int  #: δ in U_FRAC fixed point
+    enc: nx.Multipliers  #: per channel: 1 / θ
+    signed: bool
+
+    @property
+    def enc_shift(self) -> int:
+        return self.enc.shift + nx.ACT_FRAC - nx.U_FRAC
+
+    def counts(self, x: np.ndarray) -> np.ndarray:
+        u = nx.shift_round(np.asarray(x, dtype=np.int64) * self.enc.mant, self.enc_shift)
+        if self.signed:
+            return nx.spike_count(u, self.D, self.delta_q)
+        return nx.spike_count_unsigned(u, self.D, self.delta_q)
+
+
+@dataclass
+class SLALayerParams:
+    """Integer constants of one SLA layer: its three count encoders and per-head decays."""
+
+    counts: dict[str, CountParams]  #: "q", "k", "v"
+    shifts: np.ndarray  #: int64 (heads,): decay shifts b_h
+    head_dim: int
+
+    @property
+    def heads(self) -> int:
+        return len(self.shifts)
+
+
+def _delta_q(delta: float) -> int:
+    return int(np.floor(delta * (1 << nx.U_FRAC) + 0.5))
+
+
 class IntegerParams:
     """All integer constants of a model, derived deterministically from its weights and config."""
 
@@ -67,10 +109,22 @@ class IntegerParams:
             self.linears[name] = LinearParams(
                 trits=lin.trits,
                 D=q.D,
-                delta_q=int(np.floor(q.delta * (1 << nx.U_FRAC) + 0.5)),
+                delta_q=_delta_q(q.delta),
                 enc=nx.quantize_multipliers(lin.norm_weight.astype(np.float64) / q.theta),
                 out=nx.quantize_multipliers(q.theta * q.weight_scale * (1 << nx.ACT_FRAC)),
             )
+        self.sla: dict[int, SLALayerParams] = {}
+        for li in cfg.sla_layers():
+            sp = cfg.sla_params(li)
+            counts = {}
+            for c in ("q", "k", "v"):
+                theta = weights.tensors[f"layers.{li}.attn.{c}_theta"].astype(np.float64)
+                counts[c] = CountParams(D=getattr(sp, f"D_{c}"),
+                                        delta_q=_delta_q(getattr(sp, f"delta_{c}")),
+                                        enc=nx.quantize_multipliers(1.0 / theta),
+                                        signed=c == "v")
+            self.sla[li] = SLALayerParams(counts, np.asarray(sp.decay_shifts, dtype=np.int64),
+                                          sp.head_dim)
         self._check_ranges()
 
     def _check_ranges(self) -> None:
@@ -88,6 +142,9 @@ class IntegerParams:
         for name, lp in self.linears.items():
             named += [(f"{name} (norm weight / theta)", lp.enc, lp.enc_shift - lp.enc.shift),
                       (f"{name} (theta · beta)", lp.out, 0)]
+        for li, sp in self.sla.items():
+            named += [(f"layers.{li}.attn.{c}_theta (1 / theta)", cp.enc,
+                       cp.enc_shift - cp.enc.shift) for c, cp in sp.counts.items()]
         for name, mult, offset in named:
             min_shift = max(0, 1 - offset)
             if mult.shift < min_shift and np.any(mult.mant):  # all-zero: any shift is exact
@@ -168,6 +225,28 @@ class IntegerArithmetic(Arithmetic):
 
     def zeros_state(self, batch):
         return np.zeros((batch, self.weights.config.hidden_size), dtype=np.int64)
+
+    def sla_counts(self, layer, which, x):
+        return self.params.sla[layer].counts[which].counts(x)
+
+    def sla_scan(self, layer, q, k, v, state):
+        sp = self.params.sla[layer]
+        B, T, d = q.shape
+        heads = (B, T, sp.heads, sp.head_dim)
+        qh, kh, vh = (np.asarray(c, dtype=np.int64).reshape(heads) for c in (q, k, v))
+        out = np.empty(heads, dtype=np.int64)
+        for t in range(T):
+            state = nx.sla_update(state, kh[:, t], vh[:, t], sp.shifts)
+            out[:, t] = nx.sla_read(state, qh[:, t])
+        return out.reshape(B, T, d), state
+
+    def head_norm(self, o, layer):
+        m = self.params.norms[f"layers.{layer}.attn.o_norm.weight"]
+        return nx.saturate(m.apply(nx.head_rmsnorm_q(o, self.params.sla[layer].heads)))
+
+    def zeros_sla_state(self, batch, layer):
+        sp = self.params.sla[layer]
+        return np.zeros((batch, sp.heads, sp.head_dim, sp.head_dim), dtype=np.int64)
 
 
 class IntegerModel(LanguageModel):

@@ -339,3 +339,100 @@ def add_q(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def argmax_q(x: np.ndarray) -> int:
     """Greedy decoding: the first index of the maximum (ARGMAX; ties go to the lowest index)."""
     return int(np.argmax(np.asarray(x)))
+
+
+# --- spike-based linear attention (SLA) ----------------------------------------------------------
+# Per head h of size d_h: unsigned counts q, k ∈ [0, D_q], [0, D_k], signed v ∈ [−D_v, D_v];
+# state S (d_h × d_h) of SLA_STATE_BITS signed integers with SLA_STATE_FRAC fractional bits;
+# S ← S − shift_round(S, b_h) + ((k_i·v_j) << SLA_STATE_FRAC); o_j = Σ_i q_i·S_ij.
+SLA_STATE_BITS = 24  #: signed width of one state entry: three entries fill a 72-bit URAM word
+SLA_STATE_FRAC = 10  #: fractional bits of a state entry (one k·v count product = 2**10)
+SLA_STATE_MAX = (1 << (SLA_STATE_BITS - 1)) - 1
+SLA_MAX_COUNT = 15  #: largest D of a q, k or v count (a count is at most 4 bits: 4 shift-adds)
+SLA_MAX_DECAY_SHIFT = 12  #: largest decay shift b (γ = 1 − 2**−b); the state bound limits it too
+
+
+def spike_count_unsigned(u: np.ndarray, D: int, delta_q: int) -> np.ndarray:
+    """Unsigned I-LIF (SLA's q and k): ``clip(floor(u − δ + 1/2), 0, D)``, negative u → 0.
+
+    For u ≥ 0 this is the magnitude of :func:`spike_count` (same round half up after the shift
+    ``delta_q``, U_FRAC bits); a negative membrane potential gives no spike instead of a negative
+    count, so every product with the count is a masked add.
+    """
+    u = np.asarray(u, dtype=np.int64)
+    return np.clip((u - delta_q + (1 << (U_FRAC - 1))) >> U_FRAC, 0, D)
+
+
+def count_times(c: np.ndarray, x: np.ndarray, D: int) -> np.ndarray:
+    """``c · x`` for an unsigned count ``c ∈ [0, D]`` as the hardware forms it, multiplier-free:
+    ``Σ_b [bit b of c] · (x << b)`` over the ``D.bit_length()`` bits of the count (D = 1: a mask;
+    D = 2 or 3: two masked shift-adds). ``c`` and ``x`` broadcast against each other."""
+    c = np.asarray(c, dtype=np.int64)
+    x = np.asarray(x, dtype=np.int64)
+    out = np.zeros(np.broadcast_shapes(c.shape, x.shape), dtype=np.int64)
+    for b in range(int(D).bit_length()):
+        out += np.where((c >> b) & 1, x << b, 0)
+    return out
+
+
+def sla_state_bound(D_k: int, D_v: int, b: int) -> int:
+    """Largest |S| the update can reach from S = 0 with |k| ≤ D_k, |v| ≤ D_v and decay shift b.
+
+    With P = D_k·D_v·2**SLA_STATE_FRAC and ``|S − shift_round(S, b)| ≤ (1 − 2**−b)·|S| + 1/2``,
+    induction gives ``|S_t| ≤ P·2**b + 2**(b−1)`` (docs/numerics.md, "SLA state bound").
+    """
+    return (D_k * D_v << (SLA_STATE_FRAC + b)) + (1 << (b - 1))
+
+
+def sla_read_bits(head_dim: int, D_q: int) -> int:
+    """Signed width of a read-out ``o_j = Σ_i q_i S_ij`` that cannot overflow:
+    ``|o| ≤ d_h · D_q · SLA_STATE_MAX``."""
+    return int(head_dim * D_q * SLA_STATE_MAX).bit_length() + 1
+
+
+def sla_update(S: np.ndarray, k: np.ndarray, v: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """One token's state update of every head: ``S − shift_round(S, b_h) + ((k_i v_j) << F)``.
+
+    ``S`` is (..., H, d_h, d_h) int64, ``k`` (..., H, d_h) unsigned counts, ``v`` (..., H, d_h)
+    signed counts, ``shifts`` (H,) the decay shifts b_h. Row i of the state gets ``k_i·v`` at
+    weight 2**F — in hardware the masked shift-adds of :func:`count_times` (equal to the product,
+    test ``test_count_times_is_the_product_by_shift_and_add``). No saturation: the configuration
+    guarantees :func:`sla_state_bound` ≤ SLA_STATE_MAX.
+    """
+    S = np.array(S, dtype=np.int64)  # a copy: the caller's state is not modified
+    for h, b in enumerate(np.asarray(shifts, dtype=np.int64).tolist()):
+        S[..., h, :, :] -= shift_round(S[..., h, :, :], b)
+    kv = np.asarray(k, dtype=np.int64)[..., :, None] * np.asarray(v, dtype=np.int64)[..., None, :]
+    return S + (kv << SLA_STATE_FRAC)
+
+
+def sla_read(S: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Read-out of every head: ``o_j = Σ_i q_i·S_ij`` — in hardware, for each bit b of the count,
+    the sum of the rows of S where that bit of q is set, shifted by b (:func:`count_times`).
+
+    ``S`` is (..., H, d_h, d_h), ``q`` (..., H, d_h) unsigned counts; result (..., H, d_h) int64
+    of at most :func:`sla_read_bits` bits, SLA_STATE_FRAC fractional bits. Computed as a float64
+    product, exact: every partial sum is an integer below d_h·D_q·2**23 < 2**53.
+    """
+    S = np.asarray(S)
+    q = np.asarray(q)
+    o = np.matmul(q.astype(np.float64)[..., None, :], S.astype(np.float64))[..., 0, :]
+    return o.astype(np.int64)
+
+
+def head_rmsnorm_q(o: np.ndarray, heads: int) -> np.ndarray:
+    """Unit-RMS normalisation of each head of a wide read-out (…, H·d_h) → ACT_FRAC activations.
+
+    A read-out has up to :func:`sla_read_bits` bits, too wide for :func:`rmsnorm_q`'s exact sum of
+    squares. Each head is first brought into ACT_BITS − 1 bits by a shift found from the bit
+    length of the OR of its magnitudes (= that of the largest): ``e = max(0, bits − (ACT_BITS −
+    2))``, ``o' = shift_round(o, e)`` (|o'| ≤ 2**(ACT_BITS−2)); then :func:`rmsnorm_q` over the
+    head. RMSNorm is scale-free, so the shift changes only the rounding, never the scale; a head
+    that fits already (e = 0) is normalised exactly as an activation vector.
+    """
+    o = np.asarray(o, dtype=np.int64)
+    shape = o.shape
+    oh = o.reshape(shape[:-1] + (heads, shape[-1] // heads))
+    mag = np.bitwise_or.reduce(np.abs(oh), axis=-1, keepdims=True)
+    e = np.maximum(_bit_length(mag) - (ACT_BITS - 2), 0)
+    return rmsnorm_q(shift_round_array(oh, np.broadcast_to(e, oh.shape))).reshape(shape)

@@ -7,6 +7,9 @@ MatMul-free LM's equations. How a BitLinear treats its (normalised) input is sel
   ``y = β·θ·(W s)``; the integer model is this, in fixed point.
 * ``"absmax8"`` — the MatMul-free LM's BitLinear: per-token absmax 8-bit activations.
 * ``"none"`` — unquantised activations (ternary weights only).
+
+SLA layers' q, k, v count encoders round to integer counts in ``"spike"`` mode only; in the other
+modes they keep the clipped real value ``clip(x/θ − δ, 0, D)`` (signed for v).
 """
 
 from __future__ import annotations
@@ -90,6 +93,43 @@ class FloatArithmetic(Arithmetic):
 
     def zeros_state(self, batch):
         return np.zeros((batch, self.weights.config.hidden_size), dtype=np.float32)
+
+    # SLA: counts as in the integer model, the state in float64 (the exact recurrence in real
+    # arithmetic; the integer state has 10 fractional bits, see docs/numerics.md)
+    def sla_counts(self, layer, which, x):
+        sp = self.weights.config.sla_params(layer)
+        D, delta = getattr(sp, f"D_{which}"), getattr(sp, f"delta_{which}")
+        u = x / self.weights.tensors[f"layers.{layer}.attn.{which}_theta"]
+        if which == "v":
+            mag = np.abs(u) - delta
+            mag = np.floor(mag + 0.5) if self.act == "spike" else mag
+            return (np.sign(u) * np.clip(mag, 0, D)).astype(np.float32)
+        pos = u - delta
+        pos = np.floor(pos + 0.5) if self.act == "spike" else pos
+        return np.clip(pos, 0, D).astype(np.float32)
+
+    def sla_scan(self, layer, q, k, v, state):
+        sp = self.weights.config.sla_params(layer)
+        B, T, d = q.shape
+        heads = (B, T, sp.heads, sp.head_dim)
+        qh, kh, vh = (np.asarray(c, dtype=np.float64).reshape(heads) for c in (q, k, v))
+        gamma = (1.0 - 2.0 ** -np.asarray(sp.decay_shifts, dtype=np.float64))[:, None, None]
+        out = np.empty(heads, dtype=np.float64)
+        for t in range(T):
+            state = gamma * state + kh[:, t, :, :, None] * vh[:, t, :, None, :]
+            out[:, t] = np.einsum("bhi,bhij->bhj", qh[:, t], state)
+        return out.reshape(B, T, d), state
+
+    def head_norm(self, o, layer):
+        heads = self.weights.config.sla_params(layer).heads
+        oh = o.reshape(o.shape[:-1] + (heads, -1)).astype(np.float64)
+        on = oh / np.sqrt(np.mean(oh * oh, axis=-1, keepdims=True) + self.eps)
+        return (on.reshape(o.shape) * self.weights.tensors[f"layers.{layer}.attn.o_norm.weight"]
+                ).astype(np.float32)
+
+    def zeros_sla_state(self, batch, layer):
+        sp = self.weights.config.sla_params(layer)
+        return np.zeros((batch, sp.heads, sp.head_dim, sp.head_dim), dtype=np.float64)
 
 
 class FloatModel(LanguageModel):

@@ -15,6 +15,11 @@ import numpy as np
 from . import numerics as nx
 from .config import ModelConfig
 
+SLA_COUNTS = ("q", "k", "v")  #: the SLA count encoders, each with a per-channel θ tensor
+#: Initial θ of the SLA count encoders for unit-RMS projections: q and k fire (≥ 1) above
+#: 0.5 (≈ 31 % of a standard normal); v, signed with more levels, uses a finer step.
+SLA_INITIAL_THETA = {"q": 1.0, "k": 1.0, "v": 0.5}
+
 
 class WeightsError(ValueError):
     """Weights a model cannot run with; the message names the tensor or layer and the limit."""
@@ -38,8 +43,10 @@ class ModelWeights:
 
     ``tensors`` holds the float tensors by name (``embeddings.weight``,
     ``layers.0.attn_norm.weight``, ``layers.0.mlp_norm.weight``, ``layers.0.attn.g_norm.weight``,
-    ``norm.weight`` and, with lower bounds, ``lower_bounds``); ``linears`` the ternary layers by
-    name (``layers.0.attn.i_proj`` … ``lm_head``).
+    ``norm.weight`` and, with lower bounds, ``lower_bounds``; an SLA layer has
+    ``layers.i.attn.o_norm.weight`` — its per-head RMSNorm weight — and the per-channel count
+    thresholds ``layers.i.attn.q_theta``, ``k_theta``, ``v_theta`` instead of ``g_norm``);
+    ``linears`` the ternary layers by name (``layers.0.attn.i_proj`` … ``lm_head``).
     """
 
     config: ModelConfig
@@ -130,7 +137,12 @@ def expected_tensor_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     for i in range(cfg.num_layers):
         shapes[f"layers.{i}.attn_norm.weight"] = (d,)
         shapes[f"layers.{i}.mlp_norm.weight"] = (d,)
-        shapes[f"layers.{i}.attn.g_norm.weight"] = (d,)
+        if cfg.mixer(i) == "sla":
+            shapes[f"layers.{i}.attn.o_norm.weight"] = (d,)
+            for c in SLA_COUNTS:
+                shapes[f"layers.{i}.attn.{c}_theta"] = (d,)
+        else:
+            shapes[f"layers.{i}.attn.g_norm.weight"] = (d,)
     if cfg.use_lower_bound:
         shapes["lower_bounds"] = (cfg.num_layers, d)
     return shapes
@@ -149,6 +161,9 @@ def random_weights(cfg: ModelConfig, seed: int = 0) -> ModelWeights:
             tensors[name] = rng.standard_normal(shape, dtype=np.float32)
         elif name == "lower_bounds":
             tensors[name] = np.zeros(shape, dtype=np.float32)
+        elif name.endswith("_theta"):
+            c = name.rsplit(".", 1)[-1][0]
+            tensors[name] = np.full(shape, SLA_INITIAL_THETA[c], dtype=np.float32)
         else:
             tensors[name] = np.ones(shape, dtype=np.float32)
     linears = {}

@@ -184,7 +184,7 @@ def train_settings(cls, args):
             D=args.timesteps, delta=args.delta, threads=args.threads,
             delta_mode=args.delta_mode, firing_target=args.firing_target,
             sparsity_weight=args.sparsity_weight, init=args.init, eval_every=args.eval_every,
-            firing_ramp=args.firing_ramp)
+            firing_ramp=args.firing_ramp, mixer=args.mixer, sla_every=args.sla_every)
     if args.warmup is not None:
         s.warmup = args.warmup
     if s.init and not Path(s.init).is_file():
@@ -241,7 +241,7 @@ def cmd_pipeline(args) -> int:
 # -- wiring ---------------------------------------------------------------------------------------
 def _model_pos(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", nargs="?", default=None,
-                   help="a .nsllm file (default: the shipped default model)")
+                   help="a .nsllm file or a shipped model: default, hybrid (default: default)")
 
 
 def _calib_args(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -401,5 +401,10 @@ def _train_args(p: argparse.ArgumentParser, steps: int = 800) -> None:
     p.add_argument("--eval-every", type=options.integer(1, what="a step count"),
                    default=250,
                    help="held-out evaluation every N steps (shown in the progress line)")
+    p.add_argument("--mixer", default="mlgru", choices=("mlgru", "hybrid", "sla"),
+                   help="token mixer: MLGRU everywhere (default), spike-based linear attention "
+                        "everywhere, or hybrid (SLA in every --sla-every-th layer)")
+    p.add_argument("--sla-every", type=options.integer(1, what="a layer count"), default=2,
+                   help="hybrid: every N-th layer is SLA (default 2: layers 1, 3, …)")
     p.add_argument("--threads", type=options.integer(1), default=1,
                    help="PyTorch threads (default 1)")

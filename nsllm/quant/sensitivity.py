@@ -3,8 +3,9 @@
 Three levels of units (ARCHITECTURE §3):
 
 * **block** — ``layers.i`` (its six projections) and ``head`` (the LM head);
-* **sub-layer** — ``layers.i.attn`` (token mixer: i, f, g, o projections) and ``layers.i.mlp``
-  (channel mixer: gate/up and down projections);
+* **sub-layer** — ``layers.i.attn`` (token mixer: i, f, g, o projections of an MLGRU layer;
+  q, k, v, g, o of an SLA layer) and ``layers.i.mlp`` (channel mixer: gate/up and down
+  projections);
 * **projection** — one ternary layer.
 
 For every unit and every lower timestep count D of :data:`~nsllm.model.numerics.SPIKE_COUNT_SET`,
@@ -28,7 +29,7 @@ import json
 import os
 from dataclasses import dataclass, field, replace
 
-from ..model.config import ATTN_PROJECTIONS, MLP_PROJECTIONS, SpikeQuant
+from ..model.config import MIXER_PROJECTIONS, MLP_PROJECTIONS, SpikeQuant
 from ..model.numerics import SPIKE_COUNT_SET
 from .executor import SERIAL, Executor, log_progress
 from .probe import QuantProbe, measure_changes
@@ -36,12 +37,14 @@ from .probe import QuantProbe, measure_changes
 METRICS = ("kl", "dbpb")
 
 
-def hierarchy(num_layers: int) -> dict[str, dict[str, list[str]]]:
-    """``{block: {sub-layer: [projections]}}`` of a model with ``num_layers`` blocks."""
+def hierarchy(num_layers: int, mixers=None) -> dict[str, dict[str, list[str]]]:
+    """``{block: {sub-layer: [projections]}}`` of a model with ``num_layers`` blocks whose token
+    mixers are ``mixers`` (one name per layer, default all MLGRU)."""
+    mixers = ["mlgru"] * num_layers if mixers is None else list(mixers)
     h = {}
     for i in range(num_layers):
         p = f"layers.{i}"
-        h[p] = {f"{p}.attn": [f"{p}.attn.{n}" for n in ATTN_PROJECTIONS],
+        h[p] = {f"{p}.attn": [f"{p}.attn.{n}" for n in MIXER_PROJECTIONS[mixers[i]]],
                 f"{p}.mlp": [f"{p}.mlp.{n}" for n in MLP_PROJECTIONS]}
     h["head"] = {"lm_head": ["lm_head"]}
     return h
@@ -104,11 +107,11 @@ class SensitivityReport:
                              "write one with `nsllm sensitivity --report`") from None
 
 
-def sensitivity_units(num_layers: int) -> list[tuple[str, str, list[str]]]:
+def sensitivity_units(num_layers: int, mixers=None) -> list[tuple[str, str, list[str]]]:
     """``(level, unit, layers)`` of every unit that is measured (a sub-layer or projection that
     is its parent's only child is not measured again: it is the same measurement)."""
     out = []
-    for block, subs in hierarchy(num_layers).items():
+    for block, subs in hierarchy(num_layers, mixers).items():
         out.append(("block", block, [p for ps in subs.values() for p in ps]))
         for sub, projs in subs.items():
             if len(subs) > 1:
@@ -123,7 +126,8 @@ def sensitivity_evaluations(cfg, timesteps=SPIKE_COUNT_SET) -> int:
     """Number of model evaluations :func:`measure_sensitivity` runs on a model (besides the
     reference run): every measured unit at every D below its layers' reference D."""
     levels = sorted({int(D) for D in timesteps})
-    return sum(1 for _, _, layers in sensitivity_units(cfg.num_layers) for D in levels
+    return sum(1 for _, _, layers in sensitivity_units(cfg.num_layers, cfg.mixers())
+               for D in levels
                if any(D < cfg.quant[n].D for n in layers))
 
 
@@ -153,11 +157,11 @@ def measure_sensitivity(probe: QuantProbe, thetas: dict[str, dict[int, float]],
     cfg = probe.weights.config
     ref_d = {n: q.D for n, q in probe.base_quant.items()}
     levels = sorted({int(D) for D in timesteps})
-    tree = hierarchy(cfg.num_layers)
+    tree = hierarchy(cfg.num_layers, cfg.mixers())
     base = probe.base
     measured: dict[str, dict[str, dict[int, dict[str, float]]]] = {
         "block": {}, "sublayer": {}, "projection": {}}
-    units = sensitivity_units(cfg.num_layers)
+    units = sensitivity_units(cfg.num_layers, cfg.mixers())
     jobs = []  # (level, unit, D, changes) of every evaluation
     for level, unit, layers in units:
         measured[level][unit] = {}

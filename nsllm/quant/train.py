@@ -13,6 +13,8 @@ estimators (STE) where the forward pass is discrete:
 * MLGRU: ``f = lb + (1 − lb)·σ(W_f x)``, ``i = SiLU(W_i x)·(1 − f)``, ``h_t = f_t h_{t−1} + i_t``,
   ``o = W_o(RMSNorm(W_g x)·SiLU(h))``; the recurrence is evaluated as a parallel prefix scan
   (:func:`mlgru_scan`, ⌈log2 T⌉ tensor steps), so training is not a Python loop over time;
+* SLA layers (``token_mixer`` "sla", hybrid stacks): the spike-based linear attention of
+  :mod:`nsllm.quant.sla_train`, in chunked parallel form;
 * GLU channel mixer and the LM head (a BitLinear) as in the graph.
 
 **Sparsity-aware training.** A count is non-zero exactly when ``|u| ≥ δ + ½``. The firing rate of a
@@ -148,8 +150,12 @@ class QATModel(nn.Module):
         self.norms = nn.ParameterDict()
         self.linears = nn.ModuleDict()
         for li in range(L):
-            for n in ("attn_norm", "mlp_norm", "attn_g_norm"):
+            own = ("attn_norm", "mlp_norm") + (() if cfg.mixer(li) == "sla" else ("attn_g_norm",))
+            for n in own:
                 self.norms[f"{li}_{n}"] = nn.Parameter(torch.ones(d))
+        from .sla_train import SLAState  # SLA layers: count encoders, head norm, decays
+        self.sla = nn.ModuleDict({str(li): SLAState(d, cfg.sla_params(li))
+                                  for li in cfg.sla_layers()})
         self.norms["final"] = nn.Parameter(torch.ones(d))
         for name in cfg.ternary_layers():
             out_f, in_f = cfg.ternary_shape(name)
@@ -175,6 +181,20 @@ class QATModel(nn.Module):
     def firing_rates(self) -> dict[str, float]:
         return {n: self.lin(n).hard_rate for n in self.rate_weights}
 
+    def mlgru(self, li: int, an: torch.Tensor, lbs: torch.Tensor, eps: float) -> torch.Tensor:
+        """An MLGRU token mixer's o_proj input from its normalised input ``an``."""
+        p = f"layers.{li}"
+        i_pre = self.lin(f"{p}.attn.i_proj")(an)
+        f_pre = self.lin(f"{p}.attn.f_proj")(an)
+        g = self.lin(f"{p}.attn.g_proj")(an)
+        f = torch.sigmoid(f_pre)
+        if li > 0:  # layer 0's lower bound is exactly 0
+            f = lbs[li] + (1 - lbs[li]) * f
+        i = F.silu(i_pre) * (1 - f)
+        h = mlgru_scan(f, i, an.new_zeros(an.shape[0], an.shape[-1]))
+        gn = _rms(g, eps) * self.norms[f"{li}_attn_g_norm"]
+        return gn * F.silu(h)
+
     def lower_bound(self) -> torch.Tensor:
         p = torch.softmax(self.lower_bounds, dim=0)
         return torch.cumsum(p, dim=0) - p[0]
@@ -183,21 +203,15 @@ class QATModel(nn.Module):
         eps = self.cfg.norm_eps
         x = self.embeddings[tokens]
         lbs = self.lower_bound()
-        B = tokens.shape[0]
         for li in range(self.cfg.num_layers):
             p = f"layers.{li}"
             a = _rms(x, eps) * self.norms[f"{li}_attn_norm"]
             an = _rms(a, 1e-6)
-            i_pre = self.lin(f"{p}.attn.i_proj")(an)
-            f_pre = self.lin(f"{p}.attn.f_proj")(an)
-            g = self.lin(f"{p}.attn.g_proj")(an)
-            f = torch.sigmoid(f_pre)
-            if li > 0:  # layer 0's lower bound is exactly 0
-                f = lbs[li] + (1 - lbs[li]) * f
-            i = F.silu(i_pre) * (1 - f)
-            h = mlgru_scan(f, i, x.new_zeros(B, x.shape[-1]))
-            gn = _rms(g, eps) * self.norms[f"{li}_attn_g_norm"]
-            o_in = gn * F.silu(h)
+            if self.cfg.mixer(li) == "sla":
+                qkvg = [self.lin(f"{p}.attn.{c}_proj")(an) for c in "qkvg"]
+                o_in = self.sla[str(li)](*qkvg, eps=eps)
+            else:
+                o_in = self.mlgru(li, an, lbs, eps)
             x = x + self.lin(f"{p}.attn.o_proj")(_rms(o_in, 1e-6))
             m = _rms(x, eps) * self.norms[f"{li}_mlp_norm"]
             gate, up = self.lin(f"{p}.mlp.gate_proj")(_rms(m, 1e-6)).chunk(2, dim=-1)
@@ -207,16 +221,22 @@ class QATModel(nn.Module):
         return self.lin("lm_head")(_rms(xf, 1e-6))
 
 
-def export_weights(model: QATModel, name: str = "nsllm-default") -> ModelWeights:
+def export_weights(model: QATModel, name: str | None = None) -> ModelWeights:
     """The trained module as :class:`ModelWeights` (absmean trits, learned θ, its D and δ)."""
-    cfg = ModelConfig.from_dict({**model.cfg.to_dict(), "name": name})
+    cfg = ModelConfig.from_dict({**model.cfg.to_dict(), "name": name or model.cfg.name})
     sd = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in model.state_dict().items()}
-    tensors = {"embeddings.weight": sd["embeddings"], "lower_bounds": sd["lower_bounds"],
-               "norm.weight": sd["norms.final"]}
+    tensors = {"embeddings.weight": sd["embeddings"], "norm.weight": sd["norms.final"]}
+    if cfg.use_lower_bound:
+        tensors["lower_bounds"] = sd["lower_bounds"]
     for li in range(cfg.num_layers):
         tensors[f"layers.{li}.attn_norm.weight"] = sd[f"norms.{li}_attn_norm"]
         tensors[f"layers.{li}.mlp_norm.weight"] = sd[f"norms.{li}_mlp_norm"]
-        tensors[f"layers.{li}.attn.g_norm.weight"] = sd[f"norms.{li}_attn_g_norm"]
+        if cfg.mixer(li) == "sla":
+            tensors[f"layers.{li}.attn.o_norm.weight"] = sd[f"sla.{li}.o_norm"]
+            for c in "qkv":
+                tensors[f"layers.{li}.attn.{c}_theta"] = np.abs(sd[f"sla.{li}.{c}.theta"])
+        else:
+            tensors[f"layers.{li}.attn.g_norm.weight"] = sd[f"norms.{li}_attn_g_norm"]
     linears = {}
     for lname in cfg.ternary_layers():
         key = "linears." + lname.replace(".", "_")
@@ -288,6 +308,8 @@ class TrainSettings:
     init: str | None = None
     threads: int = 1
     eval_every: int = 250
+    mixer: str = "mlgru"  #: "mlgru", "sla" or "hybrid" (SLA in every ``sla_every``-th layer)
+    sla_every: int = 2
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -318,10 +340,27 @@ class TrainSettings:
              f"sparsity-weight must be ≥ 0, not {self.sparsity_weight}")
 
 
+MODEL_NAMES = {"mlgru": "nsllm-default", "hybrid": "nsllm-hybrid", "sla": "nsllm-sla"}
+
+
+def layer_mixers(mixer: str, num_layers: int, sla_every: int = 2) -> list[str]:
+    """Token mixer per layer: ``hybrid`` puts SLA in layers sla_every−1, 2·sla_every−1, …
+    (every other layer by default: MLGRU first, so the SLA layers read a mixed context)."""
+    if mixer in ("mlgru", "sla"):
+        return [mixer] * num_layers
+    if mixer != "hybrid":
+        raise ValueError(f"mixer must be one of {', '.join(MODEL_NAMES)}, not {mixer!r}")
+    if not isinstance(sla_every, int) or sla_every < 1:
+        raise ValueError(f"sla_every must be a positive integer, not {sla_every!r}")
+    return ["sla" if (li + 1) % sla_every == 0 else "mlgru" for li in range(num_layers)]
+
+
 def model_config(s: TrainSettings) -> ModelConfig:
-    cfg = ModelConfig(name="nsllm-default", vocab_size=256, hidden_size=s.hidden_size,
+    mixers = layer_mixers(s.mixer, s.num_layers, s.sla_every)
+    cfg = ModelConfig(name=MODEL_NAMES[s.mixer], vocab_size=256, hidden_size=s.hidden_size,
                       num_layers=s.num_layers,
-                      intermediate_size=mlp_intermediate_size(s.hidden_size), tokenizer="byte")
+                      intermediate_size=mlp_intermediate_size(s.hidden_size), tokenizer="byte",
+                      token_mixer=mixers, use_lower_bound="mlgru" in mixers)
     return cfg.with_quant(D=s.D, delta=s.delta)
 
 
@@ -443,17 +482,21 @@ def build_model(s: TrainSettings) -> QATModel:
     return QATModel(cfg, learn_delta=learn)
 
 
-def train(s: TrainSettings, log=print) -> tuple[ModelWeights, dict]:
-    """Train on the pydoc corpus (see :mod:`nsllm.data.corpus`); returns weights and a log."""
+def train(s: TrainSettings, log=print, corpus: tuple[np.ndarray, np.ndarray] | None = None
+          ) -> tuple[ModelWeights, dict]:
+    """Train on the pydoc corpus (see :mod:`nsllm.data.corpus`), or on ``corpus`` = (training
+    bytes, held-out bytes) as uint8 arrays; returns weights and a log."""
     from ..data.corpus import pydoc_corpus
 
     s.validate()
     torch.manual_seed(s.seed)
     torch.set_num_threads(s.threads)
     rng = np.random.default_rng(s.seed)
-    train_text, held_text = pydoc_corpus()
-    train_data = np.frombuffer(train_text.encode("utf-8"), dtype=np.uint8)
-    held_data = np.frombuffer(held_text.encode("utf-8"), dtype=np.uint8)
+    if corpus is None:
+        train_text, held_text = pydoc_corpus()
+        corpus = (np.frombuffer(train_text.encode("utf-8"), dtype=np.uint8),
+                  np.frombuffer(held_text.encode("utf-8"), dtype=np.uint8))
+    train_data, held_data = corpus
     model = build_model(s)
     thetas = [p for n, p in model.named_parameters() if n.endswith(".theta")]
     deltas = [p for n, p in model.named_parameters() if n.endswith(".delta")]
