@@ -34,6 +34,7 @@ columns of every LINEAR (the indices the interpreter or golden model reports).
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -54,8 +55,8 @@ from nsllm.hdl.trits import TritUnpacker
 from nsllm.isa import DESCRIPTOR_BYTES, Instr, Op, column_port, column_slot, columns_per_port
 from nsllm.isa.layout import TABLE_ENTRY_BYTES, TABLE_OPS
 
-__all__ = ["AR_TO_FIRST_BEAT", "FIFO_LATENCY", "CycleBreakdown", "CycleModel", "LinearCycles",
-           "PortTiming", "bursts", "weight_offsets"]
+__all__ = ["AR_TO_FIRST_BEAT", "FIFO_LATENCY", "CycleBreakdown", "CycleModel", "InstrCycles",
+           "LinearCycles", "PortTiming", "bursts", "weight_offsets"]
 
 #: The harness (nsllm/sim/harness/harness.cpp) presents a burst's first beat ``latency`` cycles
 #: after the cycle that follows its AR handshake.
@@ -79,16 +80,25 @@ class PortTiming:
         Bursts the memory queues; AR is refused while that many are unfinished.
     beat_cycles : float
         Cycles per beat when nothing stalls (> 1: the memory is slower than the port).
+    in_flight_bytes : int, optional
+        Read bytes the path to the memory holds at most (a NoC master unit's reorder buffer):
+        a burst (or piece) is accepted only when its bytes fit beside the unfinished ones.
+    piece_bytes : int, optional
+        The path serves bursts as transactions of at most this many bytes (default: whole
+        bursts, or ``in_flight_bytes`` if smaller).
     """
 
     latency: float = 0.0
     stall_prob: float = 0.0
     max_outstanding: int = 8
     beat_cycles: float = 1.0
+    in_flight_bytes: int | None = None
+    piece_bytes: int | None = None
 
     def __post_init__(self):
         if self.latency < 0 or not 0 <= self.stall_prob < 1 or self.max_outstanding < 1 \
-                or self.beat_cycles < 1:
+                or self.beat_cycles < 1 or (self.in_flight_bytes is not None
+                                            and self.in_flight_bytes < 1):
             raise ValueError(f"need latency ≥ 0, 0 ≤ stall_prob < 1, max_outstanding ≥ 1 and "
                              f"beat_cycles ≥ 1, not {self}")
 
@@ -134,6 +144,11 @@ class _Port:
         self.last_beat = -math.inf  # cycle of the last beat served so far
         self.finishes: list[float] = []  # last-beat cycle of every burst, in order
         self.beats = 0
+        self.limit = timing.in_flight_bytes
+        self.flight: deque[tuple[float, int]] = deque()  # (last beat, bytes) unfinished
+        self.flight_bytes = 0
+        sizes = [b for b in (timing.piece_bytes, timing.in_flight_bytes) if b is not None]
+        self.piece = min(sizes) if sizes else None
 
     def request(self, taken: float, addr: int, beats: int) -> tuple[float, float]:
         """The splitter takes a request at cycle ``taken``; returns the cycles of its first
@@ -141,15 +156,34 @@ class _Port:
         m = self.timing.max_outstanding
         ar = taken + BurstSplitter.request_latency - 1
         first = None
-        for b in bursts(addr, beats, self.port_bytes):
+        pb = self.port_bytes
+        split = ([beats] if beats <= MAX_BURST and addr % BOUNDARY + beats * pb <= BOUNDARY
+                 else bursts(addr, beats, pb))
+        piece = self.piece
+        if piece is not None:
+            per = max(1, piece // pb)
+            split = [piece for b in split for piece in [per] * (b // per) + [b % per] if piece]
+        for b in split:
             ar += 1  # one AR per cycle
             if len(self.finishes) >= m:  # the memory's queue is full until a burst finishes
                 ar = max(ar, self.finishes[-m] + 1)
+            if self.limit is not None:  # room for its bytes beside the unfinished bursts
+                size = b * pb
+                flight = self.flight
+                while flight and flight[0][0] < ar:
+                    self.flight_bytes -= flight.popleft()[1]
+                while flight and self.flight_bytes + size > self.limit:
+                    done, nbytes = flight.popleft()
+                    ar = max(ar, done + 1)
+                    self.flight_bytes -= nbytes
             start = max(ar + self.first, self.last_beat + 1)
             if first is None:
                 first = start - 1 + self.cpb
             self.last_beat = start - 1 + b * self.cpb
             self.finishes.append(self.last_beat)
+            if self.limit is not None:
+                self.flight.append((self.last_beat, b * pb))
+                self.flight_bytes += b * pb
         self.split_free = ar + 1
         self.beats += beats
         return first, self.last_beat
@@ -169,6 +203,17 @@ class LinearCycles:
 
 
 @dataclass
+class InstrCycles:
+    """One instruction of a modelled run, in cycles from the start."""
+
+    op: str
+    name: str
+    taken: float  #: its unit took the command
+    done: float  #: its unit's ``done``
+    phases: dict[str, float] = field(default_factory=dict)  #: LINEAR: setup, weights, requant
+
+
+@dataclass
 class CycleBreakdown:
     """Expected cycles of one program run (what the CYCLES register counts)."""
 
@@ -179,8 +224,7 @@ class CycleBreakdown:
     weight_beats: list[int]  #: per weight port
     table_beats: int  #: beats on the image port (tables and program)
     port_bytes: int = 8  #: bytes per beat
-    instructions: list[tuple[str, str, float, float]] = field(default_factory=list)
-    """(opcode, layer name, command taken, done) per instruction, in cycles from the start."""
+    instructions: list[InstrCycles] = field(default_factory=list)
 
     @property
     def weight_bytes(self) -> int:
@@ -265,6 +309,7 @@ class CycleModel:
         f0 = t0 + 1 + self._setup  # ENCODE: fetching from here
         route_depth, ahead = LinearUnit.ROUTE_DEPTH, LinearUnit.FETCH_AHEAD
         counts_depth = p.fifo_depth
+        counted = self._read + 1  # a word is in the FIFO's level from this long after its read
         # per port: take times of its columns (route FIFO space) and last beats (counts FIFO)
         takes: list[list[float]] = [[] for _ in range(N)]
         lasts: list[list[float]] = [[] for _ in range(N)]
@@ -279,10 +324,12 @@ class CycleModel:
             # issue the scratchpad read of word w: while fewer than FETCH_AHEAD words are
             # counted in the skid FIFO (from two cycles after their read until the encoders
             # take them)
-            t = f0 if w == 0 else issue[-1] + 1
-            while sum(1 for v in range(max(0, w - ahead - 2), w)
-                      if issue[v] + self._read + 1 <= t <= enc_take[v]) >= ahead:
-                t += 1
+            earliest = f0 if w == 0 else issue[-1] + 1
+            recent = range(max(0, w - ahead - 2), w)
+            for t in sorted({earliest} | {enc_take[v] + 1 for v in recent
+                                          if enc_take[v] >= earliest}):
+                if sum(issue[v] + counted <= t <= enc_take[v] for v in recent) < ahead:
+                    break
             issue.append(t)
             ready = t + self._read + FIFO_LATENCY
             if w:
@@ -395,18 +442,20 @@ class CycleModel:
                 over["table wait"] += max(0.0, gap - self._retire - self._issue)
             else:
                 over["dispatch"] += taken
+            phases = {}
             if ins.op == Op.LINEAR:
                 lc = self.linear_cycles(ins, fired.get(ins.name, ()), ports, taken, offsets[pc],
                                         bases)
                 busy = lc.done
-                linear["setup"] += 1 + lc.setup
-                linear["requant"] += lc.done - lc.drained
-                linear["weights"] += lc.drained - 1 - lc.setup
+                phases = {"setup": 1 + lc.setup, "weights": lc.drained - 1 - lc.setup,
+                          "requant": lc.done - lc.drained}
+                for k, v in phases.items():
+                    linear[k] += v
             else:
                 busy = self.vector_cycles(ins)
             done = taken + busy
             by_op[ins.op.name] = by_op.get(ins.op.name, 0.0) + busy
-            rows.append((ins.op.name, ins.name, taken, done))
+            rows.append(InstrCycles(ins.op.name, ins.name, taken, done, phases))
             done_prev = done
             fetch = taken + 1
         else:
