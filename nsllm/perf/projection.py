@@ -152,6 +152,7 @@ class Projection:
     placement: PortPlacement
     memory_bound: str | None  #: the memory whose peak capped the cycle model, if any
     params: CoreParams
+    config: object = None  #: the ModelConfig
     assumptions: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -320,7 +321,8 @@ def project(cfg, board, firing: FiringProfile, *, weight_ports: int | None = Non
                                  port_bytes=params.port_bytes),
         weight_bytes=weight, dense_weight_bytes=dense, table_bytes=tables,
         roofline_tokens_per_s=peak / total, dense_roofline_tokens_per_s=peak / (dense + tables),
-        placement=placement, memory_bound=bound, params=params, assumptions=assumptions)
+        placement=placement, memory_bound=bound, params=params, config=cfg,
+        assumptions=assumptions)
 
 
 def board_clock_note(board, clock_mhz) -> str:
