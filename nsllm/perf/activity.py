@@ -28,11 +28,11 @@ __all__ = ["GROUPS", "Activity", "ActivityError", "EVENTS", "events", "group_of"
 
 #: Unit groups of the core by instance path below the top (first match wins).
 GROUPS = (
-    ("weight path", re.compile(r"^(linear\.(streamer|bank)\d+|w\d+_port)(\.|$)")),
-    ("linear unit", re.compile(r"^linear(\.|$)")),
-    ("vector unit", re.compile(r"^vector(\.|$)")),
-    ("scratchpad", re.compile(r"^scratch(\.|$)")),
-    ("tables", re.compile(r"^(tables|table_loader)(\.|$)")),
+    ("weight path", re.compile(r"^(linear\.(streamer|bank)\d+|w\d+_port)(\$\d+)?(\.|$)")),
+    ("linear unit", re.compile(r"^linear(\$\d+)?(\.|$)")),
+    ("vector unit", re.compile(r"^vector(\$\d+)?(\.|$)")),
+    ("scratchpad", re.compile(r"^scratch(\$\d+)?(\.|$)")),
+    ("tables", re.compile(r"^(tables|table_loader)(\$\d+)?(\.|$)")),
     ("control", re.compile(r".*")),
 )
 #: The event each group's toggles are counted per (see :func:`events`).
@@ -69,10 +69,9 @@ def read_toggles(path: str | Path, top: str = "nsllm_core") -> dict[str, tuple[i
         if not fields.get("page", "").startswith("v_toggle"):
             continue
         found = True
-        hier = fields.get("h", "")
-        parts = hier.split(".")
-        if top in parts:
-            parts = parts[parts.index(top) + 1:]
+        parts = fields.get("h", "").split(".")
+        while parts and parts[0] == top:  # the harness's TOP name, then the top module
+            parts.pop(0)
         inst = ".".join(parts)
         weight = 0.5 if "->" in fields.get("o", "") else 1.0
         acc = out.setdefault(inst, [0.0, 0.0])
@@ -81,7 +80,7 @@ def read_toggles(path: str | Path, top: str = "nsllm_core") -> dict[str, tuple[i
     if not found:
         raise ActivityError(f"{path} holds no toggle coverage (was the core built with "
                             "--coverage-toggle?)")
-    return {k: (round(b), t) for k, (b, t) in out.items()}
+    return {k: (round(b), round(t)) for k, (b, t) in out.items()}
 
 
 def events(program, breakdown, weight_ports: int) -> dict[str, float]:
@@ -120,9 +119,8 @@ class Activity:
                         self.cycles, self.tokens, f"{self.source} × {factor:g}")
 
     def as_dict(self) -> dict:
-        return {"toggle_rate_per_bit_per_cycle": {g: round(r, 5) for g, r in self.rates.items()},
-                "bits": self.bits, "events_per_cycle": {k: round(v, 4)
-                                                        for k, v in self.events.items()},
+        return {"toggle_rate_per_bit_per_cycle": dict(self.rates), "bits": self.bits,
+                "events_per_cycle": dict(self.events),
                 "cycles": self.cycles, "tokens": self.tokens, "source": self.source}
 
     @classmethod

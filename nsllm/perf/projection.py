@@ -81,6 +81,8 @@ ASSUMPTIONS = {
 
 #: Outstanding read transactions of a NoC master unit (PG313).
 NMU_READS = 64
+#: Blocks of a token's program the projection simulates (the rest repeat their mean).
+SAMPLED_BLOCKS = 4
 
 
 @dataclass(frozen=True)
@@ -244,10 +246,10 @@ def project(cfg, board, firing: FiringProfile, *, weight_ports: int | None = Non
     _, full = program_outline(cfg, params.port_bytes, packing, n_ports)
     model = _model(params, placement, clock, lat_ns, in_flight)
     rates = firing.rates_for(full)
-    # one token of the full program: the blocks are alike, so two blocks are simulated and
-    # the second one's time stands for each further block
+    # one token of the full program: the blocks are alike, so up to SAMPLED_BLOCKS are
+    # simulated and the mean of the blocks after the first stands for each further block
     layers = cfg.num_layers
-    short = replace(cfg, num_layers=min(2, layers))
+    short = replace(cfg, num_layers=min(SAMPLED_BLOCKS, layers))
     _, prog = program_outline(short, params.port_bytes, packing, n_ports)
     short_rates = {ins.name: rates[ins.name] if ins.name in rates else firing.rate(ins.name)
                    for ins in prog if ins.op == Op.LINEAR}
@@ -256,27 +258,28 @@ def project(cfg, board, firing: FiringProfile, *, weight_ports: int | None = Non
     cycles = bd.cycles
     by_op, linear_ph, over = dict(bd.by_op), dict(bd.linear), dict(bd.overheads)
     weight_beats = list(bd.weight_beats)
-    if layers > 2:  # each further block costs what the second one did
-        extra = layers - 2
+    if layers > short.num_layers:  # each further block costs the mean sampled block
+        extra = layers - short.num_layers
         rows = bd.instructions
-        at = [k for k, r in enumerate(rows) if r.name.startswith("layers.1.")]
-        block = rows[at[0]: at[-1] + 1]
-        period = rows[at[-1] + 1].taken - block[0].taken
-        cycles += extra * period
-        busy = 0.0
-        for r in block:
-            by_op[r.op] = by_op.get(r.op, 0.0) + extra * (r.done - r.taken)
-            busy += r.done - r.taken
-            for k, v in r.phases.items():
-                linear_ph[k] += extra * v
-        over["dispatch and table wait, further blocks"] = extra * (period - busy)
-        per_block = [0] * n_ports
-        beats = params.port_bytes
-        for ins in prog:
-            if ins.op == Op.LINEAR and ins.name.startswith("layers.1."):
-                for j in fired_short[ins.name]:
-                    per_block[int(j) % n_ports] += ins.stride // beats
-        weight_beats = [b + extra * o for b, o in zip(weight_beats, per_block, strict=True)]
+        sampled = range(1, short.num_layers)
+        w = extra / len(sampled)  # weight of each sampled block in the extrapolation
+        for li in sampled:
+            at = [k for k, r in enumerate(rows) if r.name.startswith(f"layers.{li}.")]
+            block = rows[at[0]: at[-1] + 1]
+            period = rows[at[-1] + 1].taken - block[0].taken
+            cycles += w * period
+            busy = 0.0
+            for r in block:
+                by_op[r.op] = by_op.get(r.op, 0.0) + w * (r.done - r.taken)
+                busy += r.done - r.taken
+                for k, v in r.phases.items():
+                    linear_ph[k] += w * v
+            key = "dispatch and table wait, further blocks"
+            over[key] = over.get(key, 0.0) + w * (period - busy)
+            for ins in prog:
+                if ins.op == Op.LINEAR and ins.name.startswith(f"layers.{li}."):
+                    for j in fired_short[ins.name]:
+                        weight_beats[int(j) % n_ports] += w * (ins.stride // params.port_bytes)
     dense = sum(ins.n * ins.stride for ins in full if ins.op == Op.LINEAR)
     weight = sum(weight_beats) * params.port_bytes
     tables = sum(TABLE_ENTRY_BYTES * ins.n for ins in full if ins.op in TABLE_OPS)
@@ -304,8 +307,8 @@ def project(cfg, board, firing: FiringProfile, *, weight_ports: int | None = Non
             "value": NMU_READS, "source": "PG313 (NMU): up to 64 outstanding reads; the bytes "
                                           "in flight bind first"},
         "fired_columns": {"value": "drawn independently per column at each layer's rate "
-                                   f"(seed {seed}); two blocks simulated, the second one's "
-                                   "time repeated for the others"},
+                                   f"(seed {seed}); {SAMPLED_BLOCKS} blocks simulated, the "
+                                   "mean of blocks 2… repeated for the others"},
         "host_overhead": {"value": 0, "source": "not modelled: the host's start/wait/TOKEN_OUT "
                                                 "per token adds to this (measure with nsllm "
                                                 "bench --backend xrt)"},
