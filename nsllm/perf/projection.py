@@ -21,6 +21,7 @@ Every number in :data:`ASSUMPTIONS` is listed in the output with its source.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -165,6 +166,25 @@ class Projection:
     def roofline_fraction(self) -> float:
         return self.tokens_per_s / self.roofline_tokens_per_s
 
+    def limits(self) -> dict:
+        """What bounds the projection: tokens/s if each weight port streamed its bytes at its
+        bandwidth all the time; the same with each port also capped by the bytes it may have in
+        flight over the DRAM latency; the share of cycles outside the weight streams."""
+        lat = self.assumptions["dram_latency_ns"]["value"]
+        in_flight = self.assumptions["read_bytes_in_flight"]["value"]
+        pb = self.params.port_bytes
+        per_port = [b * pb for b in self.breakdown.weight_beats]
+        ports = min(g * 1e9 / b for g, b in zip(self.placement.gbytes_per_s, per_port,
+                                                 strict=True) if b)
+        cap = in_flight / lat if lat else math.inf  # GB/s
+        latency = min(min(g, cap) * 1e9 / b for g, b in zip(self.placement.gbytes_per_s,
+                                                            per_port, strict=True) if b)
+        weights = self.breakdown.linear.get("weights", 0.0)
+        return {"ports_bandwidth_tokens_per_s": round(ports, 2),
+                "in_flight_gbytes_per_s_per_port": round(cap, 2),
+                "ports_with_latency_tokens_per_s": round(latency, 2),
+                "non_weight_cycle_fraction": round(1 - weights / self.cycles_per_token, 4)}
+
     def as_dict(self) -> dict:
         b = self.breakdown
         return {
@@ -187,6 +207,7 @@ class Projection:
             "roofline_fraction": round(self.roofline_fraction, 4),
             "dense_roofline_tokens_per_s": round(self.dense_roofline_tokens_per_s, 2),
             "memory_bound": self.memory_bound,
+            "limits": self.limits(),
             "ports": [{"memory": m, "gbytes_per_s": round(g, 2)} for m, g in
                       zip(self.placement.memories, self.placement.gbytes_per_s, strict=True)],
             "image_port_memory": self.placement.ctl_memory,

@@ -112,7 +112,8 @@ def write_snapshot(progress=print) -> Path:
     syn = core_resources(params, progress=progress)
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, check=False, cwd=SNAPSHOT.parent).stdout.strip()
+                                text=True, check=False,
+                                cwd=Path(__file__).resolve().parent).stdout.strip()
     except OSError:
         commit = "?"
     report = {"params": repr(params), "groups": group_resources(syn),
