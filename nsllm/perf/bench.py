@@ -93,7 +93,7 @@ def run_bench(cfg: BenchConfig, weights, tokenizer, *, backend=None, params=None
         (res, seconds), power = measure(power_source, work, idle_seconds, power_interval)
     else:
         res, seconds = work()
-    fed = list(res.prompt_tokens) + list(res.tokens[:-1])
+    fed = list(res.prompt_tokens) + list(res.tokens)  # the generator feeds each one back
     n_prompt = len(res.prompt_tokens)
     runner = getattr(backend, "runner", None)
     if runner is not None:

@@ -322,6 +322,9 @@ def project(cfg, board, firing: FiringProfile, *, weight_ports: int | None = Non
         "memories": {"value": {m["name"]: m["gbytes_per_s"] for m in board.memories},
                      "unit": "GB/s peak", "source": f"{board.name}.json"},
         **{k: v.as_dict() for k, v in ASSUMPTIONS.items()},
+        **({"dram_latency_ns": {**ASSUMPTIONS["dram_latency_ns"].as_dict(), "value": lat_ns,
+                                "source": "given (--latency-ns)"}}
+           if latency_ns is not None else {}),
         "dram_latency_cycles": {"value": round(lat_ns * 1e-9 * clock, 1),
                                 "source": "dram_latency_ns at the clock"},
         "reads_in_flight_per_port": {
