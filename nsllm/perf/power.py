@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass, field
 
 __all__ = ["BANDS", "COEFFICIENTS", "Coefficient", "MemoryAccesses", "PowerEstimate",
-           "PowerInputs", "dram_kind", "estimate_power"]
+           "PowerInputs", "coefficient_table", "dram_kind", "estimate_power"]
 
 BANDS = ("low", "typical", "high")
 
@@ -201,3 +201,14 @@ def estimate_power(inp: PowerInputs, coefficients: dict[str, Coefficient] = COEF
     add("NoC", "noc", lambda b: total_bytes * 8 * c["noc_pj_per_bit_hop"].at(b)
         * c["noc_hops"].at(b) * 1e-12)
     return PowerEstimate(terms, kinds)
+
+
+def coefficient_table() -> str:
+    """:data:`COEFFICIENTS` as the markdown table docs/performance.md shows (a test keeps the
+    two equal)."""
+    rows = ["| coefficient | low | typical | high | unit | source |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    for name, c in COEFFICIENTS.items():
+        rows.append(f"| `{name}` | {c.low:g} | {c.typical:g} | {c.high:g} | {c.unit} | "
+                    f"{c.source} |")
+    return "\n".join(rows)

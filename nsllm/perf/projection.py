@@ -176,12 +176,12 @@ class Projection:
         per_port = [b * pb for b in self.breakdown.weight_beats]
         ports = min(g * 1e9 / b for g, b in zip(self.placement.gbytes_per_s, per_port,
                                                  strict=True) if b)
-        cap = in_flight / lat if lat else math.inf  # GB/s
+        cap = in_flight / lat if lat else math.inf  # GB/s (no latency: no cap)
         latency = min(min(g, cap) * 1e9 / b for g, b in zip(self.placement.gbytes_per_s,
                                                             per_port, strict=True) if b)
         weights = self.breakdown.linear.get("weights", 0.0)
         return {"ports_bandwidth_tokens_per_s": round(ports, 2),
-                "in_flight_gbytes_per_s_per_port": round(cap, 2),
+                "in_flight_gbytes_per_s_per_port": round(cap, 2) if lat else None,
                 "ports_with_latency_tokens_per_s": round(latency, 2),
                 "non_weight_cycle_fraction": round(1 - weights / self.cycles_per_token, 4)}
 
