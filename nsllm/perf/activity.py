@@ -179,7 +179,8 @@ def measure(weights, *, tokens: int = 8, text_ids: Iterable[int] | None = None,
     cache = (cache_dir or build_root() / "perf") / f"activity_{digest.hexdigest()[:16]}.json"
     if cache.is_file():
         return Activity.from_dict(json.loads(cache.read_text()))
-    say("building the toggle-coverage core in Verilator (once; a few minutes) …")
+    say("building the toggle-coverage core in Verilator (once, then cached; about 10 minutes "
+        "on a 2-core machine) …")
     backend = sim_backend(weights, params, packing=params.packings[0], coverage=True,
                           timeout=600)
     runner, dev = backend.runner, backend.runner.device

@@ -35,9 +35,9 @@ class BenchConfig:
 
 def predict_run(image, build, params, fed: list[int], timing: PortTiming | list[PortTiming],
                 ctl: PortTiming | None = None):
-    """Per fed token: (modelled cycles, fired columns, spikes, total inputs) from an
-    interpreter replay of ``fed`` from a reset (the first token after the reset loads the
-    token program: not cached)."""
+    """Per fed token: (its :class:`~nsllm.perf.cycles.CycleBreakdown`, the interpreter's
+    :class:`~nsllm.host.program.RunStats`) from a replay of ``fed`` from a reset (the first
+    token after the reset loads the token program: not cached)."""
     interp = Interpreter(image.raw, image.regions, build)
     interp.run(image.reset)
     model = CycleModel(params, ctl or (timing if isinstance(timing, PortTiming) else timing[0]),

@@ -303,8 +303,7 @@ class CycleModel:
         beats = ins.stride // pb
         offset0 = ins.weight if weight_offset is None else weight_offset
         bases = bases or [0] * N
-        fired = np.asarray(fired, dtype=np.int64)
-        fired.sort()
+        fired = np.sort(np.asarray(fired, dtype=np.int64))
         per_word = np.bincount(fired // E, minlength=words)
         f0 = t0 + 1 + self._setup  # ENCODE: fetching from here
         route_depth, ahead = LinearUnit.ROUTE_DEPTH, LinearUnit.FETCH_AHEAD
@@ -321,9 +320,9 @@ class CycleModel:
         first_beat = math.inf
         k = 0  # index into fired
         for w in range(words):
-            # issue the scratchpad read of word w: while fewer than FETCH_AHEAD words are
-            # counted in the skid FIFO (from two cycles after their read until the encoders
-            # take them)
+            # issue the scratchpad read of word w once fewer than FETCH_AHEAD words are
+            # counted in the skid FIFO's level (from ``counted`` cycles after their read until
+            # the encoders take them); the count only falls when a word is taken
             earliest = f0 if w == 0 else issue[-1] + 1
             recent = range(max(0, w - ahead - 2), w)
             for t in sorted({earliest} | {enc_take[v] + 1 for v in recent
@@ -375,13 +374,12 @@ class CycleModel:
         done = drained + (ins.m // E) - 1 + self._requant
         return LinearCycles(setup=self._setup, drained=drained - t0, done=done - t0,
                             columns=int(fired.size),
-                            port_beats=[sum(1 for _ in lt) * beats for lt in lasts],
+                            port_beats=[len(lt) * beats for lt in lasts],
                             weight_start=first_beat - t0, weight_end=last_beat - t0)
 
     # ---- a whole program
     def program(self, program: Sequence[Instr], fired: Mapping[str, np.ndarray], *,
-                cached: bool = True, token: int = 0,
-                bases: Sequence[int] | None = None) -> CycleBreakdown:
+                cached: bool = True, bases: Sequence[int] | None = None) -> CycleBreakdown:
         """Expected CYCLES of one run of ``program`` (ending with END).
 
         Parameters
