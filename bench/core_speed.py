@@ -5,7 +5,7 @@
 For each DRAM latency (cycles from an accepted burst request to its first beat) it runs greedy
 decoding on the Verilator-simulated NSLLMCore and reports, per generated token: cycles, bytes
 read (all, and weights), firing rate, efficiency = cycles in which the read port moves data
-(bytes ÷ port bytes ÷ cycles), the analytic cycle model's estimate (nsllm.perf.model) and its
+(bytes ÷ port bytes ÷ cycles), the cycle model's prediction (nsllm.perf.cycles) and its
 error, and the simulation speed. It also checks that fetched weight bytes follow the firing rate:
 the same model with every other input neuron silenced fetches about half the weight bytes.
 """
@@ -18,11 +18,9 @@ import json
 import time
 
 from nsllm.hdl.core import CoreParams
-from nsllm.host.generator import Generator
-from nsllm.host.program import Interpreter
 from nsllm.model import load_model, resolve_model_path
 from nsllm.model.tokenizer import load_tokenizer
-from nsllm.perf.model import estimate_cycles, fired_from_stats
+from nsllm.perf.bench import BenchConfig, run_bench
 from nsllm.sim.verilator_device import sim_backend
 
 PROMPT = "The "
@@ -32,31 +30,21 @@ def run(weights, tokens: int, latency: int, stall: float = 0.0) -> dict:
     tok = load_tokenizer(weights.config.tokenizer, resolve_model_path(None))
     params = CoreParams.for_model(weights.config)
     backend = sim_backend(weights, params, latency=latency, stall_prob=stall, seed=1)
-    gen = Generator(backend, tok)
+    cfg = BenchConfig(backend="sim", latency=latency, stall_prob=stall, tokens=tokens,
+                      prompt=PROMPT)
     t0 = time.perf_counter()
-    res = gen.generate(PROMPT, tokens)
+    out = run_bench(cfg, weights, tok, backend=backend, params=params)
     seconds = time.perf_counter() - t0
-    runs = backend.summary.per_token[len(res.prompt_tokens):]
-    image = backend.runner.loaded.image
-    port = backend.runner.loaded.build.port_bytes
-    interp = Interpreter(image.raw, image.scratch_entries, image.packing, base=image.base)
-    interp.run(image.reset)
-    estimates = []
-    for tid in res.prompt_tokens + res.tokens[:-1]:
-        estimates.append(estimate_cycles(image.token, fired_from_stats(
-            interp.run(image.token, token=tid)), port, params.vector, latency=max(latency, 1)))
-    estimates = estimates[len(res.prompt_tokens):]
-    cycles = sum(r.cycles for r in runs) / len(runs)
-    bus = sum(r.bus_bytes for r in runs) / len(runs)
-    est = sum(e.cycles for e in estimates) / len(estimates)
+    port = params.port_bytes
+    cycles = out["cycles_per_token"]
     return {
-        "latency": latency, "stall_prob": stall, "tokens": len(runs),
-        "cycles_per_token": round(cycles), "bytes_per_token": round(bus),
-        "weight_bytes_per_token": round(sum(r.weight_bytes for r in runs) / len(runs)),
-        "firing_rate": round(sum(r.spikes_nonzero for r in runs)
-                             / sum(r.spikes_total for r in runs), 4),
-        "efficiency": round(bus / port / cycles, 4),
-        "model_cycles_per_token": round(est), "model_error": round(est / cycles - 1, 4),
+        "latency": latency, "stall_prob": stall, "tokens": out["tokens"],
+        "cycles_per_token": round(cycles), "bytes_per_token": out["bytes_per_token"],
+        "weight_bytes_per_token": out["weight_bytes_per_token"],
+        "firing_rate": out["firing_rate"],
+        "efficiency": round(out["bytes_per_token"] / port / cycles, 4),
+        "model_cycles_per_token": round(out["predicted_cycles_per_token"]),
+        "model_error": round(out["model_error"], 4),
         "sim_tokens_per_s": round(len(backend.summary.per_token) / seconds, 2),
         "sim_cycles_per_s": round(backend.summary.cycles / seconds),
     }

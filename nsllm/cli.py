@@ -20,7 +20,8 @@ from .isa import MAX_WEIGHT_PORTS
 from .model.packing import PACKINGS
 
 #: Packages contributing subcommands (each has ``<package>.commands.register(subparsers)``).
-COMMAND_MODULES = ("nsllm.quant.commands", "nsllm.hdl.commands", "nsllm.analysis.commands")
+COMMAND_MODULES = ("nsllm.quant.commands", "nsllm.hdl.commands", "nsllm.analysis.commands",
+                   "nsllm.perf.commands")
 
 BACKENDS = ("golden", "float", "sim")
 SIMULATORS = ("verilator", "icarus")

@@ -24,8 +24,9 @@ def run_demo(model: str | None = None, max_new_tokens: int = 64, prompt: str | N
     from .hdl.core import CoreParams
     from .host.generator import Generator, ModelBackend
     from .host.runtime import locate_divergence
-    from .model import IntegerModel, resolve_model_path
-    from .perf.model import project
+    from .model import IntegerModel, preset, resolve_model_path
+    from .perf.firing import FiringProfile
+    from .perf.projection import project
     from .sim.verilator_device import sim_backend
 
     prompt = DEMO_PROMPT if prompt is None else prompt
@@ -84,7 +85,12 @@ def run_demo(model: str | None = None, max_new_tokens: int = 64, prompt: str | N
     dense = sum(i.n * i.stride for i in image.token if i.op.name == "LINEAR")
     port = params.port_bytes
     board = get_board("vck190")
-    proj = project(cfg, board, fired, vector=16, latency=64, ports=3)
+    from .model.stats import firing_rates
+
+    profile = FiringProfile(rates=firing_rates(IntegerModel(weights), ids), model=cfg.name,
+                            source="measured with the golden model on this run's tokens")
+    own = project(cfg, board, profile)
+    big = project(preset("nsllm-1.5b"), board, profile)
 
     print(f"check    {len(got)} tokens, every one equal to the golden model's", file=out)
     print(f"cycles   {cycles:,.0f} per token, {1 - weight_cycles / cycles:.0%} of them without a "
@@ -97,7 +103,10 @@ def run_demo(model: str | None = None, max_new_tokens: int = 64, prompt: str | N
     print("ports    weight bytes per port " + " / ".join(f"{b:,.0f}" for b in per_port)
           + f"; the busiest port moved data in {max(per_port) / port / cycles:.0%} of cycles",
           file=out)
-    print(f"board    projected on the VCK190 (estimate, analytic model at the assumed "
-          f"{board.pl_clock_mhz:.0f} MHz kernel clock, three 512-bit weight ports, 64-cycle "
-          f"DRAM latency): {proj.tokens_per_s:,.0f} tokens/s at this firing rate", file=out)
+    print(f"board    projected on the VCK190 (estimate: the cycle model with "
+          f"{own.weight_ports} 512-bit weight ports, {own.packing}, the assumed "
+          f"{board.pl_clock_mhz:.0f} MHz clock and {own.assumptions['dram_latency_ns']['value']:g}"
+          f" ns DRAM latency, this run's firing rates): this model "
+          f"{own.tokens_per_s:,.0f} tokens/s, nsllm-1.5b {big.tokens_per_s:,.0f} tokens/s "
+          f"({big.roofline_fraction:.0%} of its DRAM roofline; watts: nsllm estimate)", file=out)
     return 0

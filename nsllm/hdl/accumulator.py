@@ -79,6 +79,10 @@ class AccumulatorBank(wiring.Component):
         Accumulator width, ``numerics.accumulator_bits(fan_in, max_D)``.
     """
 
+    #: Cycles a beat is in flight after it is taken (``busy``) before its word is final, and
+    #: from ``rd.en`` to ``rd.data``.
+    latency, read_latency = 2, 1
+
     def __init__(self, lanes: int = 8, words: int = 4, fan_in: int = 64, max_D: int = 15):
         for name, value in (("lanes", lanes), ("words", words), ("fan_in", fan_in)):
             if not isinstance(value, int) or value < 1:

@@ -62,6 +62,15 @@ class Argmax(wiring.Component):
             "o_stream": Out(stream.Signature(argmax_layout(vocab_max))),
         })
 
+    @staticmethod
+    def latency_of(lanes: int) -> int:
+        """Cycles from the beat with ``last`` taken to the result on ``o_stream``."""
+        return 2 if lanes > 1 else 1
+
+    @property
+    def latency(self) -> int:
+        return self.latency_of(self.lanes)
+
     def elaborate(self, platform):
         m = Module()
         L = self.lanes

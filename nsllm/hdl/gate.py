@@ -55,6 +55,9 @@ class SiluGateUnit(wiring.Component):
     o_stream : Out(stream.Signature(ACT_OUT))
     """
 
+    #: Cycles from an element taken on ``i_stream`` to its result on ``o_stream``.
+    latency = 3
+
     i_stream: In(stream.Signature(GATE_IN))
     o_stream: Out(stream.Signature(ACT_OUT))
 
@@ -108,6 +111,9 @@ class ResidualAdder(wiring.Component):
     i_stream : In(stream.Signature(RESIDUAL_IN))
     o_stream : Out(stream.Signature(ACT_OUT))
     """
+
+    #: Cycles from an element taken on ``i_stream`` to its result on ``o_stream``.
+    latency = 1
 
     i_stream: In(stream.Signature(RESIDUAL_IN))
     o_stream: Out(stream.Signature(ACT_OUT))

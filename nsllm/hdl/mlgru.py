@@ -52,6 +52,9 @@ class MLGRUStateUnit(wiring.Component):
     o_stream : Out(stream.Signature(MLGRU_OUT))
     """
 
+    #: Cycles from an element taken on ``i_stream`` to its result on ``o_stream``.
+    latency = 4
+
     i_stream: In(stream.Signature(MLGRU_IN))
     o_stream: Out(stream.Signature(MLGRU_OUT))
 

@@ -66,6 +66,9 @@ class SumOfSquares(wiring.Component):
     o_stream : Out(stream.Signature(sum_sq_layout(max_d)))
     """
 
+    #: Cycles from the beat with ``last`` taken to Σx² on ``o_stream``.
+    latency = 3
+
     def __init__(self, lanes: int, max_d: int):
         if not isinstance(lanes, int) or lanes < 1 or not isinstance(max_d, int) or max_d < 1:
             self._MustUse__silence = True
@@ -126,6 +129,10 @@ class RsqrtFactor(wiring.Component):
     i_stream : In(stream.Signature({"sum_sq", "sqrt_d"}))
     o_stream : Out(stream.Signature(factor_layout(max_d)))
     """
+
+    #: Cycles from Σx² taken on ``i_stream`` to the factor on ``o_stream`` (IDLE, EXPONENT,
+    #: LOOKUP, FACTOR).
+    latency = 4
 
     def __init__(self, max_d: int):
         if not isinstance(max_d, int) or max_d < 1:
@@ -339,6 +346,9 @@ class ChannelScale(wiring.Component):
         Applied to the element in the last stage; change it only while no element is in flight
         (e.g. between layers).
     """
+
+    #: Cycles from an element taken on ``i_stream`` to its result on ``o_stream``.
+    latency = 2
 
     #: Product x·mant width (signed) of the default build.
     PRODUCT_BITS = nx.ACT_BITS + nx.MULT_BITS

@@ -49,6 +49,9 @@ class SharedMemory(wiring.Component):
         Read clients that may lose arbitration without it being a conflict.
     """
 
+    #: Cycles from a read's ``en`` to its ``data``.
+    read_latency = 1
+
     def __init__(self, shape: data.ArrayLayout, depth: int, read_ports: list[list[str]],
                  write_clients: list[str], background=()):
         if depth < 1:

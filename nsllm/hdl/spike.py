@@ -308,6 +308,10 @@ class SpikeIndexFilter(wiring.Component):
     One register stage, full rate (lanes = 1).
     """
 
+    #: Cycles from a beat taken to its first item on ``o_stream``; a beat then occupies the
+    #: filter for max(1, non-zero counts) cycles.
+    latency = 1
+
     def __init__(self, max_D: int = max(nx.SPIKE_COUNT_SET), index_bits: int = 16,
                  lanes: int = 1, side=None):
         _check_max_D(max_D)
@@ -397,6 +401,9 @@ class EncoderArray(wiring.Component):
     error : Out(1)
         Sticky: some lane's encoder saw D or shift out of range.
     """
+
+    #: Cycles from a word taken on ``i_stream`` to its counts on ``o_stream``.
+    latency = 2
 
     def __init__(self, lanes: int, max_D: int, *, shift_max: int = ENC_SHIFT_MAX,
                  index_bits: int = 16):

@@ -86,6 +86,9 @@ class TritUnpacker(wiring.Component):
     Latency is one cycle (a single register stage).
     """
 
+    #: Cycles from a word taken to its trits on ``o_stream``.
+    latency = 1
+
     def __init__(self, packing="base3", word_bytes: int = 4, *, side=None):
         packings = (packing,) if isinstance(packing, str) else tuple(packing)
         if not packings or any(p not in PACKINGS for p in packings) or len(set(packings)) != len(

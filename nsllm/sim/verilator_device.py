@@ -187,7 +187,7 @@ def ports_header(masters: list[str], port_bytes: int) -> str:
 
 
 def build_harness(verilog_text: str, trace: bool = False, root: Path | None = None,
-                  jobs: int = 2) -> BuildInfo:
+                  jobs: int = 2, coverage: bool = False) -> BuildInfo:
     """Compile ``verilog_text`` with the harness into a shared library (cached by content).
 
     Raises
@@ -200,7 +200,8 @@ def build_harness(verilog_text: str, trace: bool = False, root: Path | None = No
     masters = check_ports(verilog_text)
     header = ports_header(masters, port_bytes_of(verilog_text))
     harness = HARNESS_SOURCE.read_text()
-    flags = VERILATOR_FLAGS + (["--trace"] if trace else [])
+    flags = (VERILATOR_FLAGS + (["--trace"] if trace else [])
+             + (["--coverage-toggle"] if coverage else []))  # toggle counts: nsllm.perf.activity
     version = toolchain.verilator_version()
     key = hashlib.sha256("\0".join([verilog_text, harness, header, " ".join(flags), MAKE_FLAGS,
                                     str(version)]).encode()).hexdigest()[:16]
@@ -249,6 +250,8 @@ def _load(library: Path) -> ctypes.CDLL:
         "sim_cycles": (u64, [p]),
         "sim_counters": (None, [p, ctypes.POINTER(u64 * 5)]),
         "sim_error": (i, [p, ctypes.c_char_p, i]),
+        "sim_coverage_zero": (i, [p]),
+        "sim_coverage_write": (i, [p, ctypes.c_char_p]),
     }
     for name, (res, args) in signatures.items():
         fn = getattr(lib, name)
@@ -342,6 +345,12 @@ class _VerilatorLibrary:
         self._lib.sim_error(self._sim, buf, len(buf))
         return buf.value.decode()
 
+    def coverage_zero(self) -> bool:
+        return self._lib.sim_coverage_zero(self._sim) == 0
+
+    def coverage_write(self, path) -> bool:
+        return self._lib.sim_coverage_write(self._sim, os.fsencode(path)) == 0
+
 
 @dataclass
 class MemoryCounters:
@@ -382,6 +391,10 @@ class SimDevice:
         output instead (then GIE and IER are set on creation).
     trace : path, optional
         Write a VCD of every cycle there (Verilator: builds a separate, slower library).
+    coverage : bool
+        Verilator only: build with ``--coverage-toggle`` (a separate, slower library) so
+        :meth:`toggle_counts` can write every signal's toggle counts (the power model's
+        activity, :mod:`nsllm.perf.activity`).
     build_dir : path, optional
         Where the cached builds go (default ``build/sim/<simulator>-harness``).
     """
@@ -392,7 +405,8 @@ class SimDevice:
                  mem_bytes: int = 1 << 24, latency: int = 0, stall_prob: float = 0.0,
                  seed: int = 0, max_outstanding: int = 8, timeout: float = 60.0,
                  max_cycles: int = 1 << 40, poll_interval: int = 32,
-                 trace: str | os.PathLike | None = None, build_dir: Path | None = None):
+                 trace: str | os.PathLike | None = None, build_dir: Path | None = None,
+                 coverage: bool = False):
         if simulator not in toolchain.SIMULATORS:
             raise ValueError(f"simulator must be one of {', '.join(toolchain.SIMULATORS)}, "
                              f"not {simulator!r}")
@@ -411,7 +425,7 @@ class SimDevice:
                                       max_outstanding, trace)
         else:
             self.build = build_harness(verilog_of(verilog), trace=trace is not None,
-                                       root=build_dir)
+                                       root=build_dir, coverage=coverage)
             self._sim = _VerilatorLibrary(self.build.library, mem_bytes, latency, stall_prob,
                                           seed, max_outstanding, trace)
         self.timeout = timeout
@@ -555,6 +569,18 @@ class SimDevice:
     def protocol_error(self) -> str:
         """The first AXI protocol slip the harness saw, or ""."""
         return self._sim.error()
+
+    def zero_toggle_counts(self) -> None:
+        """Start counting toggles afresh (a ``coverage=True`` build)."""
+        if not getattr(self._sim, "coverage_zero", lambda: False)():
+            raise DeviceError("toggle counts need SimDevice(..., coverage=True) on Verilator")
+
+    def toggle_counts(self, path) -> Path:
+        """Write the toggle counts since :meth:`zero_toggle_counts` to ``path`` (Verilator's
+        coverage.dat format, parsed by :func:`nsllm.perf.activity.read_toggles`)."""
+        if not getattr(self._sim, "coverage_write", lambda _p: False)(path):
+            raise DeviceError("toggle counts need SimDevice(..., coverage=True) on Verilator")
+        return Path(path)
 
     def _raise_protocol_error(self) -> None:
         problem = self.protocol_error()

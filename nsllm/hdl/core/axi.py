@@ -83,6 +83,10 @@ class BurstSplitter(wiring.Component):
         Beats requested and not yet delivered (0: the port is drained).
     """
 
+    #: Cycles from a request taken to its first burst on AR; the next request is taken the cycle
+    #: after its last burst was accepted.
+    request_latency = 1
+
     def __init__(self, port_bytes: int):
         if port_bytes < 1 or port_bytes & (port_bytes - 1) or port_bytes > 128:
             raise ValueError(f"port_bytes must be a power of two ≤ 128, not {port_bytes}")

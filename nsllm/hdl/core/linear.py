@@ -64,6 +64,9 @@ class Requantizer(wiring.Component):
     param : In(signed(32)); shift : In(signed(7))
     """
 
+    #: Cycles from a word taken on ``i_stream`` to its outputs on ``o_stream``.
+    latency = 3
+
     def __init__(self, lanes: int, banks: int, acc_bits: int):
         self.lanes, self.banks, self.acc_bits = lanes, banks, acc_bits
         self.sum_bits = acc_bits + (banks - 1).bit_length()
@@ -119,6 +122,12 @@ class LinearUnit(wiring.Component):
     weight_error, axi_error : Out(1) — sticky: a column outside its slot range; an AXI error.
     """
 
+    #: Depth of the skid FIFO between the scratchpad reads and the encoders, and the level below
+    #: which the next word is read.
+    FETCH_DEPTH, FETCH_AHEAD = 4, 2
+    #: Depth of each port's route FIFO (spiking columns between the queue and the streamer).
+    ROUTE_DEPTH = 4
+
     def __init__(self, params: CoreParams):
         self.params = params
         E, N = params.vector, params.weight_ports
@@ -137,6 +146,13 @@ class LinearUnit(wiring.Component):
             "errors": Out(3), "weight_error": Out(1), "axi_error": Out(1),
         })
 
+    @staticmethod
+    def stride_multiples(params: CoreParams) -> int:
+        """Multiples of the stride the route stage uses (``k · stride`` for k < this); SETUP
+        adds them up, one per cycle, so it lasts this many cycles."""
+        E, N = params.vector, params.weight_ports
+        return max((N - 1 + E - 1) // N, E // N + 1) + 1
+
     def elaborate(self, platform):  # noqa: C901 — the chain, stage by stage
         m = Module()
         p = self.params
@@ -153,7 +169,7 @@ class LinearUnit(wiring.Component):
         m.d.comb += [self.cmd.ready.eq(~busy), base3.eq((d.flags & FLAG_BASE3).bool())]
 
         # ---- multiples of the stride, added up when the instruction starts (no multiplier)
-        k_max = max((N - 1 + E - 1) // N, E // N + 1) + 1
+        k_max = self.stride_multiples(p)
         mult = Array(Signal(32, name=f"stride_x{k}") for k in range(k_max))
         setup_k = Signal(range(k_max + 1))
 
@@ -164,8 +180,9 @@ class LinearUnit(wiring.Component):
         v_rd = Signal()
         fetch_item = data.StructLayout({"x": act_word(E), "mant": data.ArrayLayout(
             signed(nx.MULT_BITS), E), "index": unsigned(index_bits), "last": 1})
-        m.submodules.fetch = fetch = SyncFIFOBuffered(width=fetch_item.size, depth=4)
-        issue = fetching & (iw < words) & (fetch.level < 2)
+        m.submodules.fetch = fetch = SyncFIFOBuffered(width=fetch_item.size,
+                                                      depth=self.FETCH_DEPTH)
+        issue = fetching & (iw < words) & (fetch.level < self.FETCH_AHEAD)
         m.d.comb += [self.r_a.addr.eq((d.src_a >> lg_e) + iw), self.r_a.en.eq(issue),
                      self.t.addr.eq((bank << lg_bank) | iw), self.t.en.eq(issue)]
         rd_index, rd_last = Signal(index_bits), Signal()
@@ -238,7 +255,7 @@ class LinearUnit(wiring.Component):
                               + d.wsize)
         fifos = []
         for k in range(N):
-            f = SyncFIFOBuffered(width=32 + cnt.width, depth=4)
+            f = SyncFIFOBuffered(width=32 + cnt.width, depth=self.ROUTE_DEPTH)
             m.submodules[f"route{k}"] = f
             fifos.append(f)
             m.d.comb += f.w_data.eq(Cat(offset, q.p.count))

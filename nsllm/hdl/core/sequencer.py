@@ -134,6 +134,12 @@ class Sequencer(wiring.Component):
         Sticky: a read answered with an error / a spiking column outside its region.
     """
 
+    #: Timing of the state machine (the cycle model, :mod:`nsllm.perf.cycles`, reads these):
+    #: LOAD_REQ before the program burst; FETCH, DECODE, CHECK from a descriptor's fetch to its
+    #: RETIRE; TABLE for a descriptor with a table; ``running`` clears the cycle after the unit's
+    #: ``done``; ISSUE hands the command to the unit.
+    load_request_cycles, decode_cycles, table_cycles, retire_cycles, issue_cycles = 1, 3, 1, 1, 1
+
     def __init__(self, build: BuildLimits, dispatch: dict[str, tuple[Op, ...]], *,
                  unit_error_bits: int = 4):
         owners = [op for ops in dispatch.values() for op in ops]

@@ -50,6 +50,9 @@ class TableLoader(wiring.Component):
         Sticky: a beat came back with an AXI error.
     """
 
+    #: Cycles from a command taken to its read request (``busy`` first).
+    request_latency = 1
+
     def __init__(self, port_bytes: int, vector: int, bank_words: int):
         if port_bytes < 4 or port_bytes // 4 > vector or vector % (port_bytes // 4):
             raise ValueError(f"port_bytes/4 ({port_bytes // 4}) entries per beat must divide the "

@@ -65,6 +65,13 @@ class VectorUnit(wiring.Component):
     t : table-memory read client.
     """
 
+    #: Lane pipeline of each opcode (the units' ``latency`` attributes time them); EMBED's
+    #: saturating register takes ``EMBED_LATENCY``; a second pass (NORM, UNORM) starts reading
+    #: ``RESTART_CYCLES`` after the RMS factor arrives.
+    LANES = {Op.NORM: (ChannelScale, ChannelScale), Op.UNORM: (ChannelScale,),
+             Op.MLGRU: (MLGRUStateUnit,), Op.SILUGATE: (SiluGateUnit,), Op.ADD: (ResidualAdder,)}
+    EMBED_LATENCY, RESTART_CYCLES = 1, 1
+
     def __init__(self, params: CoreParams):
         self.params = params
         E = params.vector

@@ -30,6 +30,9 @@
 #ifdef NSLLM_TRACE
 #include "verilated_vcd_c.h"
 #endif
+#if VM_COVERAGE
+#include "verilated_cov.h"  // built with --coverage-toggle: signal toggle counts (power model)
+#endif
 
 #include <cstdint>
 #include <cstring>
@@ -305,6 +308,28 @@ int sim_trace_open(Sim* s, const char* path) {
   s->vcd = new VerilatedVcdC;
   s->top->trace(s->vcd, 99);
   s->vcd->open(path);
+  return 0;
+#else
+  (void)s; (void)path;
+  return -1;
+#endif
+}
+
+// Toggle coverage (a build with --coverage-toggle): zero the counters / write them to `path`
+// in Verilator's coverage.dat format. Return -1 on a build without coverage.
+int sim_coverage_zero(Sim* s) {
+#if VM_COVERAGE
+  s->ctx.coveragep()->zero();
+  return 0;
+#else
+  (void)s;
+  return -1;
+#endif
+}
+
+int sim_coverage_write(Sim* s, const char* path) {
+#if VM_COVERAGE
+  s->ctx.coveragep()->write(path);
   return 0;
 #else
   (void)s; (void)path;
