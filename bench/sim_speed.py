@@ -1,11 +1,11 @@
-"""Simulation speed of the ternary accumulator array: Verilator, Icarus and amaranth.sim.
+"""Simulation speed of the spike encoder array: Verilator, Icarus and amaranth.sim.
 
-Two sizes (small = the registry's "sim" size, larger = 64 lanes × 4 batch), two modes:
+Two sizes (small = the registry's "sim" size, 8 lanes; larger = 64 lanes), two modes:
 
 * ``stream`` — the cocotb / amaranth.sim stream source and sink models drive and take a beat
   every cycle (valid and ready always high): what a testbench in this project costs per cycle;
-* ``free`` — a constant legal beat (a one-column group) is held on the input and only the
-  clock runs: the simulator's own speed, without a Python model acting every cycle.
+* ``free`` — a constant beat is held on the input and only the clock runs: the simulator's own
+  speed, without a Python model acting every cycle.
 
 Prints a table of cycles per second (``--json`` for JSON). Build times are reported separately
 and not counted. Usage::
@@ -30,25 +30,25 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from nsllm.hdl.accumulator import TernaryAccumulatorArray  # noqa: E402
+from nsllm.hdl.spike import EncoderArray  # noqa: E402
 from nsllm.sim.streams import TB, pack, test_parameters  # noqa: E402
 
 SIZES = {
-    "small": {"lanes": 8, "batch": 2, "fan_in": 64, "max_D": 15},
-    "larger": {"lanes": 64, "batch": 4, "fan_in": 1024, "max_D": 15},
+    "small": {"lanes": 8, "max_D": 15},
+    "larger": {"lanes": 64, "max_D": 15},
 }
+CONFIG = {"D": 15, "delta_q": 64, "shift": 9}  # static ports of the encoder array
 MODES = ("stream", "free")
 
 
-def beats_for(model: TernaryAccumulatorArray, n: int, group: int = 16) -> list[dict]:
-    """``n`` legal beats in groups of ``group`` columns (deterministic pseudo-random)."""
+def beats_for(model: EncoderArray, n: int, group: int = 16) -> list[dict]:
+    """``n`` words of activations and mantissas (deterministic pseudo-random)."""
     out = []
     for k in range(n):
         out.append({
-            "trits": [((k * 7 + i * 3) % 3) - 1 for i in range(model.lanes)],
-            "counts": [((k + b * 5) % (2 * model.max_D + 1)) - model.max_D
-                       for b in range(model.batch)],
-            "first": int(k % group == 0), "last": int(k % group == group - 1),
+            "x": [((k * 7919 + i * 104729) % 8191) - 4095 for i in range(model.lanes)],
+            "mant": [((k * 31 + i * 17) % 4001) - 2000 for i in range(model.lanes)],
+            "index": k % 256, "last": int(k % group == group - 1),
         })
     return out
 
@@ -57,9 +57,11 @@ def beats_for(model: TernaryAccumulatorArray, n: int, group: int = 16) -> list[d
 @cocotb.test()
 async def throughput(dut):
     params = test_parameters()
-    model = TernaryAccumulatorArray(**params["args"])
+    model = EncoderArray(**params["args"])
     n = params["cycles"]
-    tb = TB(dut, "TernaryAccumulatorArray")
+    tb = TB(dut, "EncoderArray")
+    for port, value in CONFIG.items():
+        getattr(dut, port).value = value
     await tb.reset()
     if params["mode"] == "free":
         dut.i_stream__payload.value = pack(model.in_layout, {**beats_for(model, 1)[0], "last": 1})
@@ -73,12 +75,11 @@ async def throughput(dut):
         source = tb.source("i_stream", model.in_layout, valid_probability=1.0)
         sink = tb.sink("o_stream", model.out_layout, ready_probability=1.0)
         sink.check = lambda *args: None  # a speed run; correctness is tested in tests/hdl
-        groups = sum(b["last"] for b in beats)
-        sink.expect([None] * groups)
+        sink.expect([None] * len(beats))
         first_cycle = tb.cycle()
         start = time.perf_counter()
         source.send(beats)
-        await sink.wait_for(groups, timeout_cycles=4 * n + 100)
+        await sink.wait_for(len(beats), timeout_cycles=4 * n + 100)
         seconds = time.perf_counter() - start
         n = tb.cycle() - first_cycle
     Path(params["out"]).write_text(json.dumps({"cycles": n, "seconds": seconds}))
@@ -90,11 +91,16 @@ def amaranth_speed(args: dict, mode: str, cycles: int) -> dict:
 
     from nsllm.sim.streams import run_amaranth_stream
 
-    model = TernaryAccumulatorArray(**args)
+    model = EncoderArray(**args)
+
+    def setup(ctx):
+        for port, value in CONFIG.items():
+            ctx.set(getattr(model, port), value)
+
     if mode == "stream":
         beats = beats_for(model, cycles)
         start = time.perf_counter()
-        got = run_amaranth_stream(model, beats, sum(b["last"] for b in beats),
+        got = run_amaranth_stream(model, beats, len(beats), setup=setup,
                                   valid_probability=1.0, ready_probability=1.0, settle=0)
         seconds = time.perf_counter() - start
         return {"cycles": got[-1][0], "seconds": seconds}
@@ -103,6 +109,7 @@ def amaranth_speed(args: dict, mode: str, cycles: int) -> dict:
     async def tb(ctx):
         from amaranth.hdl import Value
 
+        setup(ctx)
         ctx.set(Value.cast(model.i_stream.payload), pack(model.in_layout, beat))
         ctx.set(model.i_stream.valid, 1)
         ctx.set(model.o_stream.ready, 1)
@@ -122,8 +129,7 @@ def cocotb_speed(simulator: str, size: str, mode: str, cycles: int) -> dict:
     args = SIZES[size]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
-        run = run_cocotb(TernaryAccumulatorArray(**args), "sim_speed", simulator,
-                         name="TernaryAccumulatorArray",
+        run = run_cocotb(EncoderArray(**args), "sim_speed", simulator, name="EncoderArray",
                          parameters={"args": args, "mode": mode, "cycles": cycles,
                                      "out": str(out)}, timeout=1200)
         result = json.loads(out.read_text())
@@ -160,7 +166,7 @@ def main(argv=None) -> int:
                 else:
                     result = cocotb_speed(simulator, size, mode, cycles)
                 rows.append({"simulator": simulator, "size": size, "mode": mode,
-                             **{k: params[k] for k in ("lanes", "batch", "fan_in")},
+                             "lanes": params["lanes"],
                              **result,
                              "cycles_per_s": round(result["cycles"] / result["seconds"])})
                 print(f"{simulator} {size} {mode}: {rows[-1]['cycles_per_s']} cycles/s",
@@ -168,11 +174,11 @@ def main(argv=None) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        print("| simulator | size (lanes×batch, fan-in) | mode | cycles | cycles/s | build s |")
+        print("| simulator | size (encoder lanes) | mode | cycles | cycles/s | build s |")
         print("| --- | --- | --- | ---: | ---: | ---: |")
         for r in rows:
             build = "" if r["build_seconds"] is None else f"{r['build_seconds']}"
-            print(f"| {r['simulator']} | {r['size']} ({r['lanes']}×{r['batch']}, {r['fan_in']}) "
+            print(f"| {r['simulator']} | {r['size']} ({r['lanes']}) "
                   f"| {r['mode']} | {r['cycles']} | {r['cycles_per_s']:,} | {build} |")
     return 0
 

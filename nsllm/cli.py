@@ -184,7 +184,8 @@ def cmd_demo(args) -> int:
     from .demo import run_demo
 
     return run_demo(model=args.model, max_new_tokens=args.max_new_tokens, prompt=args.prompt,
-                    simulator=args.simulator)
+                    simulator=args.simulator, weight_ports=args.weight_ports,
+                    packing=args.packing)
 
 
 # -- wiring -------------------------------------------------------------------------------------
@@ -256,6 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
                    default=64)
     p.add_argument("--prompt", "-p", default=None, help="prompt (default: one from the corpus)")
     p.add_argument("--simulator", default="verilator", choices=SIMULATORS)
+    p.add_argument("--weight-ports", type=options.integer(1, MAX_WEIGHT_PORTS,
+                                                          what="a number of weight ports"),
+                   default=3, help="weight ports of the simulated core (default 3, as on the "
+                                   "VCK190)")
+    p.add_argument("--packing", choices=PACKINGS, default="2bit",
+                   help="trit packing of the model image (default 2bit)")
     p.set_defaults(func=cmd_demo)
 
     for mod in COMMAND_MODULES:

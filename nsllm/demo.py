@@ -17,18 +17,17 @@ DEMO_PROMPT = "The "
 
 
 def run_demo(model: str | None = None, max_new_tokens: int = 64, prompt: str | None = None,
-             simulator: str = "verilator", out=sys.stdout) -> int:
+             simulator: str = "verilator", weight_ports: int = 3, packing: str = "2bit",
+             out=sys.stdout) -> int:
     from .boards import get_board
     from .cli import load_weights, tokenizer_for
+    from .hdl.core import CoreParams
     from .host.generator import Generator, ModelBackend
     from .host.runtime import locate_divergence
     from .model import IntegerModel, resolve_model_path
-    from .perf.model import estimate_cycles, fired_from_stats
+    from .perf.model import project
     from .sim.verilator_device import sim_backend
 
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) \
-            or max_new_tokens < 1:
-        raise ValueError(f"the demo needs at least one new token, not {max_new_tokens!r}")
     prompt = DEMO_PROMPT if prompt is None else prompt
     path = resolve_model_path(model)
     weights = load_weights(model)
@@ -43,11 +42,12 @@ def run_demo(model: str | None = None, max_new_tokens: int = 64, prompt: str | N
     t0 = time.perf_counter()
     print(f"core     building NSLLMCore for {simulator} (cached after the first run) …",
           file=out, flush=True)
-    backend = sim_backend(weights, simulator=simulator)
+    params = CoreParams.for_model(cfg, weight_ports=weight_ports, packings=(packing,))
+    backend = sim_backend(weights, params, packing=packing, simulator=simulator)
     runner = backend.runner
-    params = backend.runner.loaded.build
-    print(f"core     ready in {time.perf_counter() - t0:.0f} s: {params.port_bytes * 8}-bit weight "
-          f"port, {4 * params.port_bytes} accumulator lanes\n", file=out)
+    print(f"core     ready in {time.perf_counter() - t0:.0f} s: {weight_ports} weight ports of "
+          f"{params.port_bytes * 8} bits ({packing} trits, {params.lanes} accumulator lanes "
+          f"each) and an image port\n", file=out)
 
     gen = Generator(backend, tok)
     out.write(prompt)
@@ -73,39 +73,31 @@ def run_demo(model: str | None = None, max_new_tokens: int = 64, prompt: str | N
 
     s = backend.summary
     per_token = s.per_token[len(gen.result.prompt_tokens):]  # generated tokens only
-    cycles = sum(c.cycles for c in per_token) / len(per_token)
-    bus = sum(c.bus_bytes for c in per_token) / len(per_token)
-    weight = sum(c.weight_bytes for c in per_token) / len(per_token)
+    n = len(per_token)
+    cycles = sum(c.cycles for c in per_token) / n
+    bus = sum(c.bus_bytes for c in per_token) / n
+    weight = sum(c.weight_bytes for c in per_token) / n
+    per_port = [sum(c.port_bytes[k] for c in per_token) / n for k in range(weight_ports)]
+    weight_cycles = sum(c.weight_cycles for c in per_token) / n
     fired = sum(c.spikes_nonzero for c in per_token) / sum(c.spikes_total for c in per_token)
     image = runner.loaded.image
-    dense = sum(i.n * i.col_stride for i in image.token if i.op.name == "LINEAR")
+    dense = sum(i.n * i.stride for i in image.token if i.op.name == "LINEAR")
     port = params.port_bytes
     board = get_board("vck190")
-    clock = board.pl_clock_mhz * 1e6
-
-    # the board build: same model, the VCK190's 512-bit port, from the analytic cycle model
-    from .host.image import build_image
-    from .host.program import Interpreter
-
-    board_image = build_image(weights, port_bytes=board.axi_port_bytes)
-    interp = Interpreter(board_image.raw, board_image.scratch_entries, board_image.packing)
-    interp.run(board_image.reset)
-    for tid in ids[:-1]:
-        stats = interp.run(board_image.token, token=tid)
-    board_est = estimate_cycles(board_image.token, fired_from_stats(stats), board.axi_port_bytes,
-                                vector=16, latency=64)
+    proj = project(cfg, board, fired, vector=16, latency=64, ports=3)
 
     print(f"check    {len(got)} tokens, every one equal to the golden model's", file=out)
-    print(f"cycles   {cycles:,.0f} per token; simulation ran {len(s.per_token) / sim_seconds:.1f}"
-          f" tokens/s ({s.cycles / sim_seconds / 1e3:,.0f} k cycles/s)", file=out)
+    print(f"cycles   {cycles:,.0f} per token, {1 - weight_cycles / cycles:.0%} of them without a "
+          f"weight beat; simulation ran {len(s.per_token) / sim_seconds:.1f} tokens/s "
+          f"({s.cycles / sim_seconds / 1e3:,.0f} k cycles/s)", file=out)
     print(f"bytes    {bus:,.0f} read per token, of which weights {weight:,.0f} "
           f"({weight / dense:.0%} of the dense {dense:,} B)", file=out)
     print(f"spikes   firing rate {fired:.1%}: only columns of inputs that spiked are fetched",
           file=out)
-    print(f"port     {bus / port / cycles:.1%} of cycles move data on the {port * 8}-bit port "
-          f"(bandwidth bound: {bus / port:,.0f} cycles per token)", file=out)
-    print(f"board    projected at the {board.pl_clock_mhz:.0f} MHz PL clock (estimate): "
-          f"{clock / cycles:,.0f} tokens/s with this {port * 8}-bit build, "
-          f"{clock / board_est.cycles:,.0f} tokens/s with a 512-bit port "
-          f"(analytic model, 64-cycle DRAM latency)", file=out)
+    print("ports    weight bytes per port " + " / ".join(f"{b:,.0f}" for b in per_port)
+          + f"; the busiest port moved data in {max(per_port) / port / cycles:.0%} of cycles",
+          file=out)
+    print(f"board    projected on the VCK190 (estimate, analytic model at the assumed "
+          f"{board.pl_clock_mhz:.0f} MHz kernel clock, three 512-bit weight ports, 64-cycle "
+          f"DRAM latency): {proj.tokens_per_s:,.0f} tokens/s at this firing rate", file=out)
     return 0

@@ -589,9 +589,11 @@ def test_broken_pipe_closed_and_full_stdout_as_processes():
 
 # == 6. the simulator build cache =============================================================
 def _fake_verilog() -> str:
-    from nsllm.sim.verilator_device import REQUIRED_PORTS, TOP
+    from nsllm.sim.verilator_device import AXI_READ_SIGNALS, LITE_PORTS, TOP
 
-    return f"module {TOP}({', '.join(REQUIRED_PORTS)});\nendmodule\n"
+    ports = [*LITE_PORTS, *(f"m_axi_ctl__{s}" for s in AXI_READ_SIGNALS)]
+    return (f"module {TOP}({', '.join(ports)});\n  input [63:0] m_axi_ctl__rdata;\n"
+            "endmodule\n")
 
 
 @pytest.fixture

@@ -64,7 +64,9 @@ def test_demo_runs_on_the_simulated_core(capsys):
     code, out, _ = run(capsys, "demo", "-n", "4")
     assert code == 0, out
     assert "4 tokens, every one equal to the golden model's" in out
-    assert "firing rate" in out and "of cycles move data" in out
+    assert "firing rate" in out and "without a weight beat" in out
+    ports = next(line for line in out.splitlines() if line.startswith("ports"))
+    assert ports.count(" / ") == 2  # three weight ports, one byte count each
 
 
 def test_generate_on_the_simulated_core_reports_hardware_counters(capsys):
@@ -76,3 +78,5 @@ def test_generate_on_the_simulated_core_reports_hardware_counters(capsys):
     for key in ("cycles", "cycles_per_token", "bytes_fetched_per_token", "firing_rate"):
         assert res[key] > 0, key
     assert res["bytes_fetched_per_token"] > res["weight_bytes_per_token"] > 0
+    assert res["weight_ports"] == 1 and res["packing"] == "2bit"
+    assert res["weight_bytes_per_port"] == [res["weight_bytes_per_token"]]

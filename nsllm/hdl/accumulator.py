@@ -8,7 +8,8 @@ outputs, ``lanes`` rows per word), updated by read-modify-write at one beat per 
 port that is transparent to the write port makes back-to-back beats on the same word exact.
 A beat with ``first`` set starts its word (writes the term instead of adding it), so no clearing
 pass is needed between layers. The consumer (the requantiser) reads finished words through
-``rd``.
+``rd``, on the same memory port as the read-modify-write (a bank of the board build is 5760 bits
+wide: a second read port would double its 80 block RAMs), so it reads only while no beat comes.
 
 Overflow is impossible by construction: the accumulator width is
 :func:`nsllm.model.numerics.accumulator_bits` ``(fan_in, max_D)``, which holds ``±fan_in·max_D``,
@@ -68,7 +69,8 @@ class AccumulatorBank(wiring.Component):
     i_stream : In(stream.Signature(beat_layout(lanes, max_D, words)))
         Always ready.
     rd : In(read_signature) — ``addr``, ``en`` in; ``data`` (a word of accumulators) out,
-        one cycle after ``en``.
+        one cycle after ``en``; only while no beat arrives (a read during a beat is refused
+        and sets ``error``).
     busy : Out(1)
         A beat is still being added (the memory is not final yet).
     error : Out(1)
@@ -100,10 +102,8 @@ class AccumulatorBank(wiring.Component):
         p = self.i_stream.payload
         m.submodules.mem = mem = Memory(shape=self.word_layout, depth=self.words, init=[])
         wr = mem.write_port()
-        rmw = mem.read_port(transparent_for=(wr,))
-        out = mem.read_port()
-        m.d.comb += [out.addr.eq(self.rd.addr), out.en.eq(self.rd.en),
-                     self.rd.data.eq(out.data), self.i_stream.ready.eq(1)]
+        rmw = mem.read_port(transparent_for=(wr,))  # shared by the beats and the consumer
+        m.d.comb += [self.rd.data.eq(rmw.data), self.i_stream.ready.eq(1)]
 
         # contract checks: count range, trit range, word range
         c = p.count
@@ -122,12 +122,12 @@ class AccumulatorBank(wiring.Component):
         pos = Signal(self.count_shape)
         neg = Signal(signed(self.count_shape.width + 1))
         m.d.comb += [pos.eq(Mux(beat_ok, c, 0)), neg.eq(-pos),
-                     rmw.addr.eq(p.word), rmw.en.eq(take)]
+                     rmw.addr.eq(Mux(take, p.word, self.rd.addr)), rmw.en.eq(take | self.rd.en)]
         m.d.sync += [v1.eq(take & beat_ok), first1.eq(p.first), word1.eq(p.word)]
         for i, t in enumerate(trits):
             # 01 → +1, 11 → −1, 00 → 0 (10 is refused by beat_ok)
             m.d.sync += terms[i].eq(Mux(t[1], neg, Mux(t[0], pos, 0)))
-        with m.If(take & ~beat_ok):
+        with m.If((take & ~beat_ok) | (take & self.rd.en)):
             m.d.sync += self.error.eq(1)
         # stage 1: add (or start) and write back
         m.d.comb += [wr.addr.eq(word1), wr.en.eq(v1)]

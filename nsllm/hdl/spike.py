@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import inspect
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -359,7 +359,9 @@ class SpikeIndexFilter(wiring.Component):
         m.d.comb += [
             o.valid.eq(held_valid & (mask.any() | held.last)),
             o.payload.index.eq(held.index + Mux(mask.any(), lowest, 0)),
-            o.payload.count.eq(Mux(mask.any(), held.counts[lowest], 0)),
+            # an Array mux: indexing the view by a Value would multiply the index by the width
+            o.payload.count.eq(Mux(mask.any(), Array(held.counts[k] for k in range(L))[lowest],
+                                   0)),
             o.payload.last.eq(held.last & (single | ~mask.any())),
         ]
         if has_side:

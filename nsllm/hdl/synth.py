@@ -20,7 +20,9 @@ Example
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -32,7 +34,8 @@ from amaranth.lib import wiring
 
 from . import registry
 
-__all__ = ["Synthesis", "synthesize", "resource_estimate", "MULTIPLIER_CELLS"]
+__all__ = ["HierarchicalSynthesis", "MULTIPLIER_CELLS", "Synthesis", "core_resources",
+           "resource_estimate", "synthesize"]
 
 #: Generic Yosys cells that are, or become, multipliers/dividers (DSPs or large LUT arrays).
 MULTIPLIER_CELLS = ("$mul", "$macc", "$macc_v2", "$div", "$mod", "$divfloor", "$modfloor",
@@ -123,7 +126,7 @@ def synthesize(component: str | wiring.Component, size: str = "sim", *, name: st
             "proc", "flatten", "opt",
             "tee -q -o generic.json stat -json",
         ] + ([
-            f"synth_xilinx -family xcup -top {top} -flatten -noiopad -noclkbuf",
+            f"synth_xilinx -family xcup -top {top} -flatten -noiopad -noclkbuf -uram",
             "tee -q -o mapped.json stat -json",
         ] if techmap else []))
         _yosys(script, work, timeout)
@@ -140,3 +143,194 @@ def resource_estimate(name: str, size: str = "sim") -> dict[str, float]:
     """LUT / FF / BRAM / DSP / ... of a registered component at ``size`` (estimate, see module)."""
     return dict(_cached(name, size).resources())
 
+
+
+# --- the whole core, hierarchically -----------------------------------------------------------
+# A flat synth_xilinx of the board-size core took ≈ 20 min on one core. Amaranth writes one
+# RTLIL module per instance, so the 16 lanes of a vector unit are 16 identical modules: here
+# identical modules are found by content, each is synthesised once (one Yosys run over the
+# de-duplicated design, no flattening), and the totals are summed over the instance tree. The
+# result is cached under build/synth/ by the de-duplicated design's hash, so `nsllm build` and
+# the resource report reuse it. Without flattening, optimisations across unit boundaries are not
+# made: the sum is an upper estimate (`test_synth.py` compares it with a flat run).
+
+_MODULE = re.compile(r"((?:^attribute [^\n]*\n)*)^module (\S+)\n(.*?)^end\n", re.M | re.S)
+_CELL = re.compile(r"^(\s*cell )(\\\S+)( \S+\n)", re.M)
+
+
+@dataclass
+class HierarchicalSynthesis:
+    """Per unique module: its own cells (generic and mapped) and where it is instantiated."""
+
+    top: str
+    #: representative name → (own generic cells, own mapped cells)
+    modules: dict[str, tuple[dict[str, int], dict[str, int]]]
+    #: representative name → {child representative: instances}
+    children: dict[str, dict[str, int]]
+    #: instance path → representative name (every module of the design)
+    instances: dict[str, str]
+    seconds: float = 0.0
+    cached: bool = False
+
+    def _total(self, name: str, which: int, memo: dict) -> dict[str, int]:
+        if name not in memo:
+            total = dict(self.modules[name][which])
+            for child, n in self.children.get(name, {}).items():
+                for cell, k in self._total(child, which, memo).items():
+                    total[cell] = total.get(cell, 0) + n * k
+                total.pop(child, None)
+            memo[name] = {c: k for c, k in total.items() if not c.startswith("\\")}
+        return memo[name]
+
+    def cells(self, name: str | None = None, mapped: bool = True) -> dict[str, int]:
+        """Cells of module ``name`` (default the top) with all its submodules counted in."""
+        return self._total(name or self.top, 1 if mapped else 0, {})
+
+    def resources(self, name: str | None = None) -> dict[str, float]:
+        return Synthesis(name or self.top, {}, self.cells(name)).resources()
+
+    def multipliers_in(self, path_prefix: str) -> dict[str, dict[str, int]]:
+        """Own multiplier cells of every instance under ``path_prefix`` (generic cells)."""
+        found = {}
+        for path, rep in self.instances.items():
+            if path == path_prefix or path.startswith(path_prefix + "."):
+                muls = {c: n for c, n in self.modules[rep][0].items() if c in MULTIPLIER_CELLS}
+                if muls:
+                    found[path] = muls
+        return found
+
+    def dsps_in(self, path_prefix: str) -> dict[str, int]:
+        found = {}
+        for path, rep in self.instances.items():
+            if path == path_prefix or path.startswith(path_prefix + "."):
+                n = sum(k for c, k in self.modules[rep][1].items() if c.startswith(_DSP_PREFIXES))
+                if n:
+                    found[path] = n
+        return found
+
+    def by_unit(self) -> dict[str, dict[str, float]]:
+        """Resources of each direct child of the top (the core's units), submodules included."""
+        rows = {}
+        for child in self.children.get(self.top, {}):
+            paths = [p for p, r in self.instances.items() if r == child and p.count(".") == 1]
+            label = paths[0].split(".", 1)[1] if paths else child
+            n = self.children[self.top][child]
+            res = self.resources(child)
+            rows[label if n == 1 else f"{label} (×{n})"] = {k: v * n for k, v in res.items()}
+        own = Synthesis(self.top, {}, self.modules[self.top][1]).resources()
+        rows["(wiring and counters of the top)"] = own
+        return rows
+
+
+def _dedup(il: str, top: str) -> tuple[str, dict[str, str], dict[str, dict[str, int]]]:
+    """The design with identical modules merged: (RTLIL, instance path → representative,
+    representative → children counts)."""
+    blocks = {m[2].lstrip("\\"): (m[1], m[3]) for m in _MODULE.finditer(il)}
+    canon: dict[str, str] = {}
+
+    def key(name: str) -> str:
+        if name not in canon:
+            attrs, body = blocks[name]
+            body = _CELL.sub(lambda c: c[1] + "\\" + key(c[2][1:]) + c[3]
+                             if c[2][1:] in blocks else c[0], body)
+            canon[name] = hashlib.sha256((attrs + body).encode()).hexdigest()[:16]
+        return canon[name]
+
+    for name in blocks:
+        key(name)
+    rep_of_key: dict[str, str] = {}
+    for name in blocks:  # the first instance of each content stands for all
+        rep_of_key.setdefault(canon[name], name)
+    rep = {name: rep_of_key[canon[name]] for name in blocks}
+    out, children = [], {}
+    for name in dict.fromkeys(rep.values()):
+        attrs, body = blocks[name]
+        kids: dict[str, int] = {}
+
+        def sub(c, kids=kids):
+            child = c[2][1:]
+            if child not in blocks:
+                return c[0]
+            kids[rep[child]] = kids.get(rep[child], 0) + 1
+            return c[1] + "\\" + rep[child] + c[3]
+
+        body = _CELL.sub(sub, body)
+        if kids:
+            children[name] = kids
+        out.append(f"{attrs}module \\{name}\n{body}end\n")
+    return "\n".join(out), rep, children
+
+
+def _core_rtlil(params) -> str:
+    from .core import NSLLMCore
+
+    return rtlil.convert(NSLLMCore(params), name="nsllm_core", emit_src=False)
+
+
+def core_resources(params=None, *, techmap: bool = True, timeout: float = 7200,
+                   cache_dir: Path | None = None, progress=None) -> HierarchicalSynthesis:
+    """Hierarchical Yosys estimate of ``NSLLMCore(params)`` (default: the board build).
+
+    Parameters
+    ----------
+    params : CoreParams, optional
+    techmap : bool
+        Also run ``synth_xilinx -family xcup -uram`` (else only the generic ``proc; opt`` cells,
+        enough for the ``$mul`` check).
+    cache_dir : Path, optional
+        Default ``build/synth``.
+    progress : callable, optional
+        Called with one-line messages for the long steps.
+    """
+    import time
+
+    from ..sim.cocotb_runner import build_root
+    from .core import CoreParams
+
+    params = CoreParams.board() if params is None else params
+    say = progress or (lambda msg: None)
+    t0 = time.perf_counter()
+    say(f"converting the core to RTLIL ({params.port_bytes * 8}-bit ports, "
+        f"{params.weight_ports} weight ports, vector {params.vector}) …")
+    il = _core_rtlil(params)
+    design, instances, children = _dedup(il, "nsllm_core")
+    digest = hashlib.sha256((design + str(techmap)).encode()).hexdigest()[:16]
+    cache = (cache_dir or build_root() / "synth") / f"nsllm_core_{digest}.json"
+    if cache.is_file():
+        data = json.loads(cache.read_text())
+        return HierarchicalSynthesis("nsllm_core", {k: tuple(v) for k, v in
+                                                     data["modules"].items()},
+                                     children, instances, data["seconds"], cached=True)
+    reps = list(dict.fromkeys(instances.values()))
+    say(f"synthesising {len(reps)} unique modules of {len(instances)} (Yosys"
+        f"{' synth_xilinx -family xcup -uram' if techmap else ' proc; opt'}) …")
+    with tempfile.TemporaryDirectory(prefix="nsllm-synth-") as tmp:
+        work = Path(tmp)
+        (work / "design.il").write_text(design)
+        script = ["read_rtlil design.il", "hierarchy -top nsllm_core", "proc", "opt",
+                  "tee -q -o generic.json stat -json"]
+        if techmap:
+            script += ["synth_xilinx -family xcup -top nsllm_core -noiopad -noclkbuf -uram",
+                       "tee -q -o mapped.json stat -json"]
+        _yosys("; ".join(script), work, timeout)
+        generic = json.loads((work / "generic.json").read_text())["modules"]
+        mapped = json.loads((work / "mapped.json").read_text())["modules"] if techmap else {}
+
+    def own(report, name):
+        mod = report.get(f"\\{name}") or report.get(name) or {}
+        return {c.lstrip("\\") if c.lstrip("\\") in instances else c: int(n)
+                for c, n in mod.get("num_cells_by_type", {}).items()}
+
+    modules = {r: (own(generic, r), own(mapped, r)) for r in reps}
+    # submodule cells appear under the child's name: keep them only as the hierarchy says
+    for r in reps:
+        for cells in modules[r]:
+            for child in children.get(r, {}):
+                cells.pop(child, None)
+    seconds = time.perf_counter() - t0
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp_cache = cache.with_suffix(".tmp")
+    tmp_cache.write_text(json.dumps({"modules": modules, "seconds": seconds}))
+    tmp_cache.replace(cache)
+    say(f"synthesis done in {seconds:.0f} s")
+    return HierarchicalSynthesis("nsllm_core", modules, children, instances, seconds)

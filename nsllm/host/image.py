@@ -131,6 +131,12 @@ class ModelImage:
             if need > have:
                 hint = f"{flag} ≥ {need}" if flag.startswith("--") else flag
                 problems.append(f"{what} {need} > {have} (rebuild the core with {hint})")
+        odd = [f"{what} {n}" for what, n in (("hidden size", self.hidden),
+                                              ("intermediate size", self.intermediate),
+                                              ("vocabulary", self.vocab)) if n % build.align]
+        if odd:
+            problems.append(f"{', '.join(odd)} not a multiple of the build's vector width "
+                            f"{build.align} (rebuild the core with a smaller --vector)")
         if self.port_bytes != build.port_bytes:
             problems.append(f"image is laid out for {self.port_bytes}-byte words, the core reads "
                             f"{build.port_bytes}-byte words (rebuild the image with "
@@ -199,7 +205,8 @@ def verify_regions(image: ModelImage, raw: bytes, regions: list[bytes]) -> list[
     """Compare a read-back copy with the image's checksums; returns the damaged regions' names
     (empty when everything matches)."""
     bad = []
-    if len(raw) != image.image_bytes or _image_crc(raw) != image.image_crc:
+    if (len(raw) != image.image_bytes or _image_crc(raw) != image.image_crc
+            or struct.unpack_from("<I", raw, CRC_OFFSET)[0] != image.image_crc):
         bad.append("image region")
     for k, (region, crc) in enumerate(zip(regions, image.region_crcs, strict=False)):
         if len(region) != image.region_bytes or zlib.crc32(region) != crc:
@@ -243,8 +250,9 @@ def parse_image(raw: bytes, regions: list[bytes] | None = None) -> ModelImage:
         for k, region in enumerate(regions):
             if len(region) != region_bytes or zlib.crc32(region) != crcs[k]:
                 raise ImageError(f"weight region {k} is corrupt or truncated ({len(region)} "
-                                 f"bytes, header says {region_bytes}; CRC {zlib.crc32(region):#010x}"
-                                 f", header {crcs[k]:#010x}); rebuild or re-copy it")
+                                 f"bytes, header says {region_bytes}; CRC "
+                                 f"{zlib.crc32(region):#010x}, header {crcs[k]:#010x}); rebuild "
+                                 "or re-copy it")
 
     def program(off, n):
         try:

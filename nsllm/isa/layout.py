@@ -28,11 +28,14 @@ from dataclasses import dataclass, field
 from .errors import ErrorCode
 from .opcodes import DESCRIPTOR_BYTES, Instr, Op
 
-__all__ = ["ALIGN", "MAX_SHIFT", "MAX_WEIGHT_PORTS", "PACKING_CODES", "TABLE_ALIGN", "TRITS_PER_BYTE",
-           "BuildLimits", "Regions", "ScratchLayout", "check_column", "check_instr",
-           "check_program", "column_port", "column_slot", "columns_per_port", "scratch_layout"]
+__all__ = ["ALIGN", "MAX_SHIFT", "MAX_WEIGHT_PORTS", "PACKING_CODES", "TABLE_ALIGN",
+           "TRITS_PER_BYTE", "BuildLimits", "Regions", "ScratchLayout", "check_column",
+           "check_instr", "check_program", "column_port", "column_slot", "columns_per_port",
+           "scratch_layout"]
 
-ALIGN = 16  #: vector lengths and scratchpad regions are multiples of this (any vector width ≤ 16)
+#: Vector lengths and scratchpad regions are multiples of this (``BuildLimits.align``: of the
+#: build's vector width when that is larger).
+ALIGN = 16
 TABLE_ALIGN = 64  #: byte alignment of every table, program and region (the widest port word)
 MAX_SHIFT = 63  #: run-time shifts lie in [1, MAX_SHIFT]
 MAX_ROW_SHIFT = 31  #: EMBED's log2 row bytes
@@ -58,6 +61,11 @@ class BuildLimits:
     vector: int = 8
     packings: tuple[str, ...] = ("2bit",)
     max_ops: int = 1024
+
+    @property
+    def align(self) -> int:
+        """Vector lengths and scratchpad regions must be multiples of this."""
+        return max(ALIGN, self.vector)
 
     @property
     def max_in(self) -> int:
@@ -181,7 +189,7 @@ def check_instr(ins: Instr, build: BuildLimits, regions: Regions, token: int = 0
             return ErrorCode.FIELD
     for start_field, len_field in SCRATCH_OPERANDS[op]:
         start, n = getattr(ins, start_field), getattr(ins, len_field)
-        if n == 0 or n % ALIGN or start % ALIGN or start + n > build.scratch_entries:
+        if n == 0 or n % build.align or start % build.align or start + n > build.scratch_entries:
             return ErrorCode.SCRATCH
     if op == Op.EMBED and token >= ins.m:
         return ErrorCode.TOKEN

@@ -35,7 +35,7 @@ ISA_MAGIC = 0x4E53
 CTRL_START, CTRL_DONE, CTRL_IDLE, CTRL_READY = 1, 2, 4, 8
 
 
-class Access(str, Enum):
+class Access(str, Enum):  # noqa: UP042 (a str mixin keeps `access == "RW"` working)
     RW = "RW"  #: written by the host, read back
     RO = "RO"  #: driven by the core
     WO = "WO"  #: a write is a strobe (reads 0)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nsllm.host.program import Op, program_outline
+from nsllm.host.program import program_outline
+from nsllm.isa import Op
 
 #: Fixed per-instruction overhead of the sequencer (FETCH, DISPATCH, NEXT states).
 DISPATCH_CYCLES = 3
@@ -79,7 +80,7 @@ def estimate_cycles(program, fired: dict[str, int], port_bytes: int, vector: int
             c += 2 * (ins.n // E + VECTOR_OVERHEAD) + 3
         elif ins.op == Op.LINEAR:
             nz = fired[ins.name]
-            wpc = ins.col_stride // pb
+            wpc = ins.stride // pb
             beats = nz * wpc
             bus += beats
             weight += beats
@@ -122,7 +123,7 @@ def project(cfg, board, firing_rate: float, vector: int = 16, latency: int = 64,
     fired = {ins.name: round(firing_rate * ins.n) for ins in program if ins.op == Op.LINEAR}
     est = estimate_cycles(program, fired, pb, vector, latency)
     weight_bytes = est.weight_beats * pb
-    dense = sum(ins.n * ins.col_stride for ins in program if ins.op == Op.LINEAR)
+    dense = sum(ins.n * ins.stride for ins in program if ins.op == Op.LINEAR)
     # with several ports the weight beats split across them; the rest stays serial
     cycles = est.cycles - est.weight_beats + -(-est.weight_beats // ports)
     clock = board.pl_clock_mhz * 1e6

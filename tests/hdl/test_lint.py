@@ -24,3 +24,19 @@ def test_lint_wall_clean(name, tmp_path):
                                       str(path)], timeout=120)
     assert result.returncode == 0 and "%Warning" not in result.stderr, \
         f"{name}: verilator -Wall:\n{result.stderr[:3000]}"
+
+
+@pytest.mark.slow
+def test_board_size_core_lint_wall_clean():
+    """The core as it ships to the VCK190 (CoreParams.board(): 512-bit ports, vector 16, three
+    weight ports, both packings, nsllm-1.5b maxima): -Wall with the documented waivers only.
+    Converting it takes minutes (cached by core_verilog); the lint itself ≈ 40 s here."""
+    from nsllm.hdl.core import CoreParams
+    from nsllm.sim.verilator_device import core_verilog
+
+    path = core_verilog(CoreParams.board())
+    waivers = [f"-Wno-{w}" for w in VERILATOR_WAIVERS]
+    result = toolchain.run_verilator(["--lint-only", "-Wall", *waivers, "--top-module",
+                                      "nsllm_core", str(path)], timeout=1800)
+    assert result.returncode == 0 and "%Warning" not in result.stderr, \
+        f"board-size NSLLMCore: verilator -Wall:\n{result.stderr[:3000]}"

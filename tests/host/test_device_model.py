@@ -4,7 +4,6 @@ The same runtime code drives SimDevice (tests/host/test_device_sim.py and, with 
 tests/host/test_device_core.py).
 """
 
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -113,12 +112,29 @@ def test_small_memory(image):
         load_image(tiny_mem, image)
 
 
-def test_image_damaged_after_loading_is_reported(image, device):
+def damage_spots(image):
+    """(label, region, offset) of a byte in each kind of image content."""
+    from nsllm.host.image import CRC_OFFSET
+
+    table = next(i.table for i in image.token if i.op.name == "NORM")
+    return [("descriptor", "image", image.token_offset + 3 * 64 + 1),
+            ("table", "image", table + 5), ("CRC field", "image", CRC_OFFSET),
+            ("weight", 0, 1000), ("weight", 1, image.region_bytes - 1)]
+
+
+@pytest.mark.parametrize("k", range(5))
+def test_image_damaged_after_loading_is_reported(image, device, k):
+    label, region, offset = damage_spots(image)[k]
     runner = CoreRunner(device, image)
     runner.verify_image()  # intact
-    device.write(runner.loaded.image_addr + image.token_offset + 7, b"\x99")
-    with pytest.raises(DeviceError, match=r"damaged \(image region does not match its checksum"):
+    addr = runner.loaded.image_addr if region == "image" else runner.loaded.region_addrs[region]
+    byte = device.read(addr + offset, 1)
+    device.write(addr + offset, bytes([byte[0] ^ 0x10]))
+    name = "image region" if region == "image" else f"weight region {region}"
+    with pytest.raises(DeviceError, match=rf"damaged \({name} does not match its checksum"):
         runner.verify_image()
+    device.write(addr + offset, byte)
+    runner.verify_image()  # repaired
 
 
 def test_unknown_opcode_is_a_device_error(image, device):

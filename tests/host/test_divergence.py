@@ -7,6 +7,7 @@ from nsllm.host.image import build_image
 from nsllm.host.runtime import CoreRunner, locate_divergence
 from tests.hdl.test_core import micro_model
 
+
 def _runner(weights):
     from nsllm.hdl.core import CoreParams
 

@@ -1,4 +1,4 @@
-"""``ControlRegisters``: the AXI4-Lite slave of the core, generated from :data:`nsllm.isa.REGISTER_MAP`.
+"""``ControlRegisters``: the core's AXI4-Lite slave, generated from :data:`nsllm.isa.REGISTER_MAP`.
 
 Each register of the map becomes a port of this component, named in lower case:
 

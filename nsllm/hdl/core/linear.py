@@ -4,10 +4,10 @@
 
     scratch src_a ─┐                 ┌─► scratch src_b (a copy of the counts)
     table (mants) ─┴► EncoderArray ──┤
-                                     └─► SpikeIndexFilter ─► route ─► port k FIFO ─► WeightStreamer k
-                                         (the non-zero queue)  (j mod N)              │ TritUnpacker
-                                                                                      ▼
-    scratch dst ◄── Requantizer ◄── Σ over the N AccumulatorBanks ◄───────────── AccumulatorBank k
+                                     └─► SpikeIndexFilter ─► route ─► port k FIFO ─► Streamer k
+                                         (the spike queue)   (j mod N)               │ (unpacker)
+                                                                                     ▼
+    scratch dst ◄── Requantizer ◄── Σ over the N AccumulatorBanks ◄──────────── AccumulatorBank k
 
 1. The :class:`~nsllm.hdl.spike.EncoderArray` turns ``vector`` inputs per cycle into I-LIF
    spike counts (their copy goes to the scratchpad's spike region).
@@ -41,7 +41,7 @@ from ..spike import EncoderArray, SpikeIndexFilter
 from .axi import read_client_signature
 from .params import CoreParams
 from .sequencer import command_layout
-from .streamer import WeightStreamer, column_layout
+from .streamer import WeightStreamer
 from .tables import table_word
 from .vector import act_word
 
@@ -51,7 +51,7 @@ LINEAR_OPS = (Op.LINEAR,)
 
 
 class Requantizer(wiring.Component):
-    """Σ of ``banks`` accumulator words → ``sat(shift_round(Σ · param, shift))``, ``lanes`` per beat.
+    """Σ of ``banks`` accumulator words → ``sat(shift_round(Σ · param, shift))``, ``lanes`` a beat.
 
     A sum stage, then a :class:`~nsllm.hdl.norm.ChannelScale` per lane (the one multiply and the
     rounding shift, the same rule as every other scale of the core). Latency 3, full rate.

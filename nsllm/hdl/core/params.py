@@ -40,8 +40,8 @@ class CoreParams:
         pb, v = self.port_bytes, self.vector
         if pb not in (4, 8, 16, 32, 64):
             raise ValueError(f"port_bytes must be 4, 8, 16, 32 or 64, not {pb}")
-        if v not in (1, 2, 4, 8, 16) or v < pb // 4:
-            raise ValueError(f"vector must be a power of two ≤ 16 and ≥ port_bytes/4 (tables "
+        if v not in (1, 2, 4, 8, 16, 32) or v < pb // 4:
+            raise ValueError(f"vector must be a power of two ≤ 32 and ≥ port_bytes/4 (tables "
                              f"arrive port_bytes/4 entries per beat), not {v} with port_bytes {pb}")
         if not 1 <= self.weight_ports <= MAX_WEIGHT_PORTS:
             raise ValueError(f"weight_ports must be in [1, {MAX_WEIGHT_PORTS}], not "
@@ -55,9 +55,11 @@ class CoreParams:
             if (TRITS_PER_BYTE[p] * pb) % v:
                 raise ValueError(f"vector {v} must divide the {TRITS_PER_BYTE[p] * pb} trits of "
                                  f"a {p} beat of {pb} bytes")
+        align = self.build_limits().align
         for name in ("max_vocab", "max_hidden", "max_intermediate"):
-            if getattr(self, name) % 16:
-                raise ValueError(f"{name} must be a multiple of 16")
+            if getattr(self, name) % align:
+                raise ValueError(f"{name} must be a multiple of {align} (the vector width, at "
+                                 f"least 16), not {getattr(self, name)}")
         if not 1 <= self.max_D <= nx.MAX_TIMESTEPS:
             raise ValueError(f"max_D must be in [1, {nx.MAX_TIMESTEPS}], not {self.max_D}")
         if self.fifo_depth < 2:

@@ -25,7 +25,6 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from nsllm.isa import (
-    ALIGN,
     DESCRIPTOR_BITS,
     DESCRIPTOR_BYTES,
     DESCRIPTOR_FIELDS,
@@ -89,8 +88,8 @@ def descriptor_error(d, build: BuildLimits, image_bytes, region_bytes, token):
     for o, operands in SCRATCH_OPERANDS.items():
         for start_field, len_field in operands:
             start, n = getattr(d, start_field), getattr(d, len_field)
-            bad = ((n == 0) | n[:(ALIGN - 1).bit_length()].any()
-                   | start[:(ALIGN - 1).bit_length()].any()
+            bad = ((n == 0) | n[:(build.align - 1).bit_length()].any()
+                   | start[:(build.align - 1).bit_length()].any()
                    | (start + n > build.scratch_entries))
             scratch_terms.append(is_op[o] & bad)
     scratch_bad = Cat(*scratch_terms).any()

@@ -13,8 +13,8 @@ from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .axi import read_client_signature
 from ..shared_memory import write_signature
+from .axi import read_client_signature
 
 __all__ = ["TABLE_COMMAND", "TableLoader", "table_word"]
 

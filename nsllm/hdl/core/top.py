@@ -53,8 +53,8 @@ class NSLLMCore(wiring.Component):
         The sequencer's dispatch table, ``{unit: opcodes}``.
     """
 
-    def __init__(self, params: CoreParams = CoreParams()):
-        self.params = params
+    def __init__(self, params: CoreParams | None = None):
+        self.params = params = CoreParams() if params is None else params
         self.dispatch = {"vector": VECTOR_OPS, "linear": LINEAR_OPS}
         members = {"s_axil": In(axil_signature()), "irq": Out(1)}
         for name in axi_port_names(params.weight_ports):
