@@ -22,12 +22,11 @@ import json
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from nsllm.hdl.core import CoreParams, NSLLMCore
 from nsllm.isa import Op
-from nsllm.model import numerics as nx
 from nsllm.outputs import write_bytes, write_json, write_text
 
 from . import Board, get_board
@@ -163,11 +162,11 @@ def plan_memory(board: Board, masters: list[str], port_bytes: int, clock_hz: flo
 
 
 def board_params(board: Board, cfg, weight_ports: int) -> CoreParams:
-    """The board build for a model shape: the board's port width, vector 16, both packings,
-    any D the numerics allow, the shape's maxima (:meth:`CoreParams.board` for a config)."""
-    return CoreParams.for_model(cfg, port_bytes=board.axi_port_bytes, vector=16,
-                                weight_ports=weight_ports, packings=("2bit", "base3"),
-                                max_D=max(nx.SPIKE_COUNT_SET))
+    """The board build (:meth:`CoreParams.board`: vector, packings, D range) with the board's
+    port width, ``weight_ports`` and the maxima of the shape ``cfg``."""
+    return replace(CoreParams.board(), port_bytes=board.axi_port_bytes, weight_ports=weight_ports,
+                   max_vocab=cfg.vocab_size, max_hidden=cfg.hidden_size,
+                   max_intermediate=cfg.intermediate_size, max_layers=cfg.num_layers)
 
 
 def shape_bytes(cfg, port_bytes: int, packing: str, weight_ports: int) -> tuple[int, int]:
@@ -239,6 +238,8 @@ class BuildReport:
     bytes_estimated: bool  #: buffer sizes from the shape (preset) rather than an image
     resources: dict | None
     resources_note: str
+    resources_by_unit: dict = field(default_factory=dict)
+    capacity: dict = field(default_factory=dict)  #: the device's, by resource name
     files: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -255,7 +256,8 @@ class BuildReport:
                        "max_D": p.max_D},
             "memory": self.plan.as_dict(), "bytes_estimated": self.bytes_estimated,
             "image_files": self.image_files, "resources": self.resources,
-            "resources_note": self.resources_note, "tool_versions": TOOL_VERSIONS,
+            "resources_by_unit": self.resources_by_unit, "resources_note": self.resources_note,
+            "capacity": self.capacity, "tool_versions": TOOL_VERSIONS,
             "files": self.files, "seconds": self.seconds,
         }
 
@@ -278,17 +280,37 @@ def _check_device(resources: dict, board: Board) -> list[str]:
             if name in resources and key in cap and resources[name] > cap[key]]
 
 
-def _core_resources(params: CoreParams):
-    """The lead's hierarchical estimate when this checkout has it: (resources, note)."""
-    from nsllm.hdl import synth
+RESOURCES_NOTE = ("Yosys synth_xilinx -family xcup -uram on each unique unit of the core, summed "
+                  "by instance count (nsllm.hdl.synth.core_resources): an UltraScale+ estimate, "
+                  "an upper one (no optimisation across units), not a Versal implementation "
+                  "result; the kernel wrapper adds one flip-flop")
 
-    estimate = getattr(synth, "core_resources", None)
-    if estimate is None:
-        return None, ("not estimated: nsllm.hdl.synth.core_resources (the per-unit Yosys "
-                      "estimate of the core) is not in this checkout")
-    return dict(estimate(params)), ("Yosys synth_xilinx -family xcup per unique unit, summed by "
-                                    "instance count (an UltraScale+ estimate, not a Versal "
-                                    "implementation result); the wrapper adds one flip-flop")
+
+def _core_resources(params: CoreParams, say=None) -> tuple[dict, dict]:
+    """(resources of the whole core, resources by unit), from the per-unit synthesis.
+
+    Cached under ``build/boards/resources/`` by the core's Verilog digest (params and HDL
+    sources, :func:`~nsllm.sim.verilator_device.core_verilog`) and the synthesis code, so a
+    rebuild skips even the RTLIL conversion that the synthesis cache is keyed by."""
+    import hashlib
+    import inspect
+
+    from nsllm.hdl import synth
+    from nsllm.sim.cocotb_runner import build_root
+    from nsllm.sim.verilator_device import core_verilog
+
+    code = hashlib.sha256(inspect.getsource(synth).encode()).hexdigest()[:12]
+    cache = build_root() / "boards" / "resources" / f"{Path(core_verilog(params)).stem}_{code}.json"
+    if cache.is_file():
+        data = json.loads(cache.read_text())
+        return data["total"], data["by_unit"]
+    syn = synth.core_resources(params, progress=say)
+    total, by_unit = syn.resources(), syn.by_unit()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"total": total, "by_unit": by_unit}))
+    tmp.replace(cache)
+    return total, by_unit
 
 
 def build_project(out: str | Path, *, board: str | Board = "vck190", weights=None,
@@ -377,18 +399,19 @@ def build_project(out: str | Path, *, board: str | Board = "vck190", weights=Non
                              for m in masters}
     _check_banks(plan, board)
 
-    res, res_note = None, "not estimated (--skip-resources)"
-    if resources:
-        res, res_note = steps.run("resources", "resource estimate", _core_resources, params,
-                                  note="Yosys per unit of the core, cached")
-        if res is not None:
-            over = _check_device(res, board)
-            if over:
-                raise BuildError(f"the kernel does not fit the {board.part}: {'; '.join(over)} "
-                                 "(estimate); build for a smaller model or fewer weight ports")
-
     rtl = steps.run("verilog", "Verilog of the kernel", kernel_rtl, params,
                     note="the core is converted once and cached: minutes at board size")
+
+    res, by_unit, res_note = None, {}, "not estimated (--skip-resources)"
+    if resources:
+        res, by_unit = steps.run("resources", "resource estimate", _core_resources, params,
+                                 lambda msg: steps.say(f"  {msg}"),
+                                 note="Yosys per unit of the core, cached")
+        res_note = RESOURCES_NOTE
+        over = _check_device(res, board)
+        if over:
+            raise BuildError(f"the kernel does not fit the {board.part}: {'; '.join(over)} "
+                             "(estimate); build for a smaller model or fewer weight ports")
 
     out = Path(out)
     files: dict[str, bytes | str] = {f"rtl/{name}": text for name, text in rtl.items()}
@@ -414,7 +437,9 @@ def build_project(out: str | Path, *, board: str | Board = "vck190", weights=Non
     files["host/manifest.json"] = json.dumps(manifest, indent=1) + "\n"
     files["host/run.py"] = RUN_SCRIPT
     report = BuildReport(out, board.name, board.part, model_name, params, clock_hz, platform,
-                         packing, plan, image_files, image is None, res, res_note)
+                         packing, plan, image_files, image is None, res, res_note, by_unit,
+                         {n: board.capacity[k] for n, k in CAPACITY_KEYS.items()
+                          if k in board.capacity})
     files["report/README.md"] = _report_markdown(report, board)
     report.files = sorted(files) + ["build.json", "report/report.json"]
     for name, data in files.items():
@@ -445,6 +470,14 @@ def _report_markdown(r: BuildReport, board: Board) -> str:
                 used, cap = r.resources[name], board.capacity[key]
                 lines.append(f"| {name} | {used:,.0f} | {cap:,} | {100 * used / cap:.1f} % |")
         lines += ["", f"Estimate: {r.resources_note}.", ""]
+        if r.resources_by_unit:
+            names = [n for n in CAPACITY_KEYS if n in r.resources]
+            lines += ["| unit | " + " | ".join(names) + " |",
+                      "| --- |" + " ---: |" * len(names)]
+            for unit, row in r.resources_by_unit.items():
+                lines.append(f"| {unit} | " + " | ".join(f"{row.get(n, 0):,.0f}" for n in names)
+                             + " |")
+            lines.append("")
     else:
         lines += [f"Resources {r.resources_note}.", ""]
     plan = r.plan

