@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-slow lint verilog sim analyze bench bench-quant resources \
+.PHONY: install demo test test-slow lint verilog board sim analyze bench bench-quant resources \
         train-default clean
 
 install: $(STAMP)
@@ -40,6 +40,10 @@ lint: install
 
 verilog: install
 	$(VENV)/bin/nsllm verilog --out build/verilog
+
+# The VCK190 Vitis project of the published model's shape (docs/board.md); then `make -C build/vck190`
+board: install
+	$(VENV)/bin/nsllm build --board vck190 --preset nsllm-1.5b --out build/vck190
 
 sim: install
 	$(PY) -m pytest -q tests/hdl -k cocotb
