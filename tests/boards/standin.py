@@ -41,10 +41,14 @@ def build_standin() -> Path:
     return library
 
 
+def kernel_source(project: Path) -> str:
+    """The project's kernel Verilog (rtl/*.v) as one text."""
+    return simulation_source({p.name: p.read_text() for p in (project / "rtl").glob("*.v")})
+
+
 def kernel_simulation(project: Path) -> Path:
     """The Verilator harness library of the project's kernel (rtl/*.v, top nsllm_kernel)."""
-    rtl = {p.name: p.read_text() for p in sorted((project / "rtl").glob("*.v"))}
-    return build_harness(simulation_source(rtl), top=KERNEL_TOP).library
+    return build_harness(kernel_source(project), top=KERNEL_TOP).library
 
 
 def write_xclbin(path: Path, project: Path, simulation: Path, *, banks=("DDR", "LPDDR"),

@@ -1,10 +1,11 @@
 """``XrtDevice`` end to end without a board: through the XRT stand-in (same C functions as
 libxrt_coreutil.so) on the Verilator simulation of the kernel that ``nsllm build`` wrote.
 
-The shipped model generates the same 64 tokens as on ``SimDevice`` (the core's own
-simulation) and the golden model, with each buffer in its argument's memory bank, every write
-synced to the device, arguments set at the offsets of kernel.xml and the counters read from
-the kernel's registers. XRT failures reach the user as ``DeviceError`` with XRT's status."""
+The shipped model generates the same 64 tokens as on ``SimDevice`` (driving the same kernel
+simulation through the harness's own register and memory calls) and the golden model, with
+each buffer in its argument's memory bank, every write synced to the device, arguments set at
+the offsets of kernel.xml and the counters read from the kernel's registers. XRT failures
+reach the user as ``DeviceError`` with XRT's status."""
 
 import json
 import os
@@ -15,12 +16,15 @@ from pathlib import Path
 
 import pytest
 
+from nsllm.boards.kernel import KERNEL_TOP
 from nsllm.boards.xrt import XrtDevice, find_library, xrt_backend
 from nsllm.host.device import DeviceError, DeviceTimeout, Reg
 from nsllm.host.generator import Generator, ModelBackend
+from nsllm.host.image import build_image
+from nsllm.host.runtime import CoreBackend, CoreRunner
 from nsllm.model import IntegerModel
 from nsllm.model.tokenizer import ByteTokenizer
-from nsllm.sim.verilator_device import core_verilog, sim_backend
+from nsllm.sim.verilator_device import SimDevice, core_verilog
 
 from . import standin
 from .conftest import PORTS
@@ -30,12 +34,18 @@ TOKENS = 64
 
 
 def test_xrt_path_generates_the_same_tokens_as_simdevice(xclbin, xrt_library, project,
-                                                         default_weights, sim_params):
+                                                         default_weights, kernel_library,
+                                                         tmp_path):
     standin.clear_log(xrt_library)
     tok = ByteTokenizer()
     xrt = xrt_backend(default_weights, xclbin, library=xrt_library, timeout=120)
     got = Generator(xrt, tok).generate(PROMPT, TOKENS)
-    sim = sim_backend(default_weights, sim_params, packing="2bit", timeout=120)
+    source = tmp_path / "nsllm_kernel.v"
+    source.write_text(standin.kernel_source(project))  # the same build as kernel_library
+    image = build_image(default_weights, port_bytes=8, packing="2bit", weight_ports=PORTS)
+    sim_device = SimDevice(source, top=KERNEL_TOP, mem_bytes=1 << 22, timeout=120)
+    assert sim_device.build.library == kernel_library
+    sim = CoreBackend(CoreRunner(sim_device, image), name="sim")
     want = Generator(sim, tok).generate(PROMPT, TOKENS)
     golden = Generator(ModelBackend(IntegerModel(default_weights), "golden"), tok).generate(
         PROMPT, TOKENS)
@@ -111,8 +121,6 @@ def test_timeout_is_a_device_timeout_with_xrt_state_and_status(tmp_path, project
     x = standin.write_xclbin(tmp_path / "slow.xclbin", project, kernel_library,
                              latency=1 << 30)
     with XrtDevice(x, library=xrt_library, timeout=0.2) as dev:
-        from nsllm.host.image import build_image
-
         image = build_image(default_weights, port_bytes=8, packing="2bit", weight_ports=PORTS)
         addr = dev.alloc(image.image_bytes, "image")
         dev.write(addr, image.raw)
