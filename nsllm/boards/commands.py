@@ -29,7 +29,7 @@ def cmd_build(args) -> int:
     from nsllm.cli import load_weights
 
     from .build import build_project
-    from .vitis import DEFAULT_PLATFORM, XCLBIN
+    from .vitis import DEFAULT_PLATFORM
 
     weights = None
     if args.model is not None:
@@ -57,7 +57,7 @@ def cmd_build(args) -> int:
     else:
         print(f"  resources {report.resources_note}")
     print(f"  next: make -C {report.out}  (Vivado/Vitis 2023.2; see {report.out}/report/README.md)"
-          f"; then on the board: python3 host/run.py --xclbin {XCLBIN}")
+          "; then on the board: python3 host/run.py (docs/board.md)")
     return 0
 
 

@@ -43,7 +43,8 @@ from nsllm.host.device import (
     Reg,
     timeout_error,
 )
-from nsllm.isa.registers import REGISTER_MAP, Access
+from nsllm.isa import MAX_WEIGHT_PORTS
+from nsllm.isa.registers import ISA_MAGIC, REGISTER_MAP, Access
 
 from .kernel import KERNEL_NAME, KernelArg, kernel_arguments
 
@@ -239,10 +240,10 @@ class XrtDevice:
                                    "holds it)")
         self._run = x.call("xrtRunOpen", self._kernel, check=bool)
         self._started = False
-        ports = self._read(Reg.BUILD_WEIGHT_PORTS)
-        if not 1 <= ports <= 4:
-            raise DeviceError(f"BUILD_WEIGHT_PORTS reads {ports}: {kernel} in {xclbin} is not an "
-                              "NSLLM kernel")
+        isa, ports = self._read(Reg.BUILD_ISA), self._read(Reg.BUILD_WEIGHT_PORTS)
+        if isa >> 16 != ISA_MAGIC or not 1 <= ports <= MAX_WEIGHT_PORTS:
+            raise DeviceError(f"kernel {kernel} of {xclbin} does not answer as an NSLLM core "
+                              f"(BUILD_ISA {isa:#x}, BUILD_WEIGHT_PORTS {ports})")
         self.args = kernel_arguments(ports)
         self._check_offsets()
         self._words: dict[int, tuple[KernelArg, int]] = {}
