@@ -269,7 +269,8 @@ $(BUILD)/{XCLBIN}: $(BUILD)/{XSA} | check-tools
 EDGE_COMMON_SW to the unpacked Versal common image (rootfs.ext4, Image)"; exit 2; }}
 \t$(VPP) -p -t $(TARGET) --platform $(PLATFORM) --package.out_dir $(BUILD)/package \\
 \t  --package.rootfs $(EDGE_COMMON_SW)/rootfs.ext4 --package.kernel_image $(EDGE_COMMON_SW)/Image \\
-\t  --package.boot_mode=sd --package.sd_dir host --log_dir $(LOGS)/package \\
+\t  --package.boot_mode=sd --package.image_format=ext4 --package.sd_dir host \\
+\t  --log_dir $(LOGS)/package \\
 \t  -o $@ $(BUILD)/{XSA} 2>&1 | tee $(LOGS)/package.log
 
 clean:
