@@ -1,7 +1,7 @@
 """Measure the default model on the held-out pydoc text and write its card (JSON).
 
-    .venv/bin/python bench/default_model.py [--model nsllm/data/default.nsllm]
-        [--train-report TRAIN.json] [--card nsllm/data/default.json]
+    .venv/bin/python bench/default_model.py [--model nsllm/data/dense.nsllm]
+        [--train-report TRAIN.json] [--card CARD.json]
 
 Reports held-out bits/byte of the integer golden model, the float reference (same spikes), the
 float model without activation quantization, and a unigram baseline; firing rates; sizes; and a
@@ -43,7 +43,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=str(DEFAULT_MODEL))
     ap.add_argument("--train-report", default=None)
-    ap.add_argument("--card", default=None, help="write the card here (default: next to model)")
+    ap.add_argument("--card", default=None,
+                    help="write the card here (default: print only; the shipped model's card is "
+                         "written by `nsllm pipeline`)")
     ap.add_argument("--tokens", type=int, default=80, help="continuation length")
     args = ap.parse_args()
 
@@ -82,14 +84,15 @@ def main() -> None:
         rep = json.loads(Path(args.train_report).read_text())
         card["training"] = {"command": "nsllm train --out M --steps {steps} --seed {seed}".format(
             **rep["settings"]), **rep}
-    out = Path(args.card) if args.card else Path(args.model).with_suffix(".json")
-    out.write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n")
+    if args.card:
+        Path(args.card).write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n")
     print("| model | held-out bits/byte |\n| --- | --- |")
     for k, v in rows.items():
         print(f"| {k} | {v['bits_per_byte']:.3f} |")
     for p, s in samples.items():
         print(f"{p!r} -> {s!r}")
-    print(f"card: {out}")
+    if args.card:
+        print(f"card: {args.card}")
 
 
 if __name__ == "__main__":

@@ -118,6 +118,9 @@ def cmd_info(args) -> int:
                           for p in PACKINGS},
         "layers": {n: vars(q) for n, q in cfg.quant.items()},
     }
+    from .quant.pipeline import card_info
+
+    card = card_info(path, info)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -128,12 +131,16 @@ def cmd_info(args) -> int:
     print(f"  {info['parameters']:,} parameters, {tern:,} ternary "
           f"({info['ternary_bytes']['2bit']:,} B at 2 bits/trit, "
           f"{info['ternary_bytes']['base3']:,} B at 1.6)")
+    if card:
+        print("  card: " + card["summary"])
+    fire = {n: card["firing_rate"].get(n) for n in cfg.ternary_layers()} if card else {}
     print(f"  {'ternary layer':28s} {'out×in':>12s} {'D':>3s} {'theta':>8s} {'delta':>6s} "
-          f"{'beta':>9s}")
+          f"{'beta':>9s}" + (f" {'firing':>7s}" if card else ""))
     for name in cfg.ternary_layers():
         q, (o, i) = cfg.quant[name], cfg.ternary_shape(name)
+        f = fire.get(name)
         print(f"  {name:28s} {f'{o}×{i}':>12s} {q.D:3d} {q.theta:8.4f} {q.delta:6.2f} "
-              f"{q.weight_scale:9.5f}")
+              f"{q.weight_scale:9.5f}" + (f" {f:7.3f}" if f is not None else ""))
     return 0
 
 

@@ -85,11 +85,6 @@ def unseal(raw: bytes, version: str = "1", config: tuple[str, str] | None = None
     return st_save(st_load(raw), metadata=meta)
 
 
-@pytest.fixture(scope="module")
-def tiny_file(tiny_weights, tmp_path_factory) -> Path:
-    return save_model(tiny_weights, tmp_path_factory.mktemp("tiny") / "tiny.nsllm")
-
-
 # == 1. model files: checksums ==================================================================
 def test_shipped_model_is_version_2_and_loads_without_warning():
     assert format_version(DEFAULT_MODEL) == 2

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 
+from .. import options
 from . import registry
 
 
@@ -31,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "verilog", help="write Verilog for the hardware components",
         description="Generate Verilog (one <Component>.v per registered component) with the "
                     "Yosys bundled with Amaranth.")
-    p.add_argument("--out", required=True, help="output directory (created if missing)")
+    p.add_argument("--out", required=True, type=options.output_folder,
+                   help="output directory (created if missing)")
     p.add_argument("--size", choices=registry.SIZES, default="sim",
                    help="parameterisation: 'sim' (small) or 'board' (VCK190 core sizes)")
     p.add_argument("--component", action="append", metavar="NAME",

@@ -319,8 +319,9 @@ class ChannelScale(wiring.Component):
     (latency 2, one multiply), full rate, global stall.
 
     The ``shift`` port holds [-64, 63]; use :meth:`port_shift` to map any integer shift onto it:
-    beyond the product's width a right shift always gives 0 and a left shift of ≥ ACT_BITS always
-    saturates, so the clamp is exact and every shift ``numerics`` can produce is supported
+    a right shift by at least the product's width always gives 0 (and products are at most 63
+    bits wide: 40 by default, 52 in the board's requantiser) and a left shift of ≥ ACT_BITS
+    always saturates, so the clamp is exact and every shift ``numerics`` can produce is supported
     (``quantize_multipliers`` gives at most 40, negative ones for multipliers ≥ 2**15).
 
     Parameters
@@ -364,7 +365,9 @@ class ChannelScale(wiring.Component):
             shift = operator.index(shift)
         except TypeError:
             raise TypeError(f"shift must be an integer, not {shift!r}") from None
-        return max(-nx.ACT_BITS, min(shift, cls.PRODUCT_BITS + 1))
+        # clamped to the port's largest right shift, not the default build's product width: a
+        # wider build (x_bits, mant_bits) needs right shifts beyond ACT_BITS + MULT_BITS + 1
+        return max(-nx.ACT_BITS, min(shift, 2 ** (SHIFT_BITS - 1) - 1))
 
     def elaborate(self, platform):
         m = Module()

@@ -139,11 +139,10 @@ def verilog_text(component: wiring.Component, name: str) -> str:
 
 def write_verilog(name: str, size: str, out_dir: str | os.PathLike) -> Path:
     """Write ``<out_dir>/<name>.v`` for the registered component at ``size``; returns the path."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{name}.v"
-    path.write_text(verilog_text(build(name, size), name))
-    return path
+    from nsllm.outputs import write_text
+
+    path = Path(out_dir) / f"{name}.v"
+    return write_text(path, verilog_text(build(name, size), name))
 
 
 def write_all(out_dir: str | os.PathLike, size: str = "sim") -> list[Path]:

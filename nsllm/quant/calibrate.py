@@ -81,6 +81,45 @@ def record_inputs(weights: ModelWeights, tokens, *, segment: int = 512,
     return {n: r.values for n, r in arith.samples.items()}
 
 
+def _record_one(weights: ModelWeights, job) -> dict[str, tuple[np.ndarray, int]]:
+    """Samples of one text: ``{layer: (values, number of values seen)}`` (an executor task)."""
+    k, tokens, segment, max_samples, seed = job
+    arith = _RecordingArithmetic(weights, max_samples, seed + k)
+    lm = LanguageModel(arith)
+    tokens = np.asarray(tokens, dtype=np.int64).reshape(-1)
+    state = None
+    for s in range(0, len(tokens), segment):
+        _, state = lm.prefill(tokens[None, s:s + segment], state)
+    return {n: (r.values, r.seen) for n, r in arith.samples.items()}
+
+
+def record_inputs_many(weights: ModelWeights, texts, *, segment: int = 512,
+                       max_samples: int = DEFAULT_MAX_SAMPLES, seed: int = 0,
+                       executor=None) -> dict[str, np.ndarray]:
+    """:func:`record_inputs` over many token sequences (each from zero state), one executor task
+    per text. The per-text samples are merged into one uniform sample of at most ``max_samples``
+    values per layer: text k contributes in proportion to the values it produced, drawn with a
+    seeded generator, so the result depends only on the texts and the seed (serial = Ray)."""
+    from .executor import SERIAL
+
+    executor = executor or SERIAL
+    jobs = [(k, np.asarray(t, dtype=np.int64), segment, max_samples, seed)
+            for k, t in enumerate(texts)]
+    parts = executor.map(_record_one, weights, jobs)
+    rng = np.random.default_rng(seed)
+    out = {}
+    for n in weights.config.ternary_layers():
+        vals = [p[n][0] for p in parts]
+        seen = np.array([p[n][1] for p in parts], dtype=np.float64)
+        if sum(len(v) for v in vals) <= max_samples:
+            out[n] = np.concatenate(vals)
+            continue
+        take = np.floor(max_samples * seen / seen.sum()).astype(np.int64)
+        out[n] = np.concatenate([v[rng.choice(len(v), size=min(int(t), len(v)), replace=False)]
+                                 for v, t in zip(vals, take, strict=True)])
+    return out
+
+
 def quantization_mse(x: np.ndarray, theta: np.ndarray, D: int, delta: float = 0.0) -> np.ndarray:
     """Mean squared error of spike-count quantization of ``x`` for each θ in ``theta``."""
     a = np.abs(np.asarray(x, dtype=np.float64))[None, :]
@@ -89,23 +128,40 @@ def quantization_mse(x: np.ndarray, theta: np.ndarray, D: int, delta: float = 0.
     return np.mean((a - q) ** 2, axis=1)
 
 
-def mse_optimal_theta(x: np.ndarray, D: int) -> float:
-    """θ*(D): minimum-MSE step on the samples ``x`` (coarse log grid, then a fine one)."""
+def mse_optimal_theta(x: np.ndarray, D: int, delta: float = 0.0) -> float:
+    """θ*(D): minimum-MSE step on the samples ``x`` (coarse log grid, then a fine one), for a
+    layer whose shift is ``delta``."""
     x = np.asarray(x, dtype=np.float64)
     rms = float(np.sqrt(np.mean(x * x))) if x.size else 0.0
     if rms == 0.0:
         return 1.0
     grid = rms * np.geomspace(0.02, 4.0, 48)
-    best = grid[np.argmin(quantization_mse(x, grid, D))]
+    best = grid[np.argmin(quantization_mse(x, grid, D, delta))]
     fine = best * np.geomspace(0.85, 1.0 / 0.85, 33)
-    return float(fine[np.argmin(quantization_mse(x, fine, D))])
+    return float(fine[np.argmin(quantization_mse(x, fine, D, delta))])
 
 
-def theta_table(samples: dict[str, np.ndarray],
-                timesteps=SPIKE_COUNT_SET) -> dict[str, dict[int, float]]:
-    """θ*(D) for every layer and every D in ``timesteps``."""
-    return {n: {int(D): mse_optimal_theta(x, int(D)) for D in timesteps}
-            for n, x in samples.items()}
+def theta_table(samples: dict[str, np.ndarray], timesteps=SPIKE_COUNT_SET,
+                deltas: dict[str, float] | None = None,
+                keep: dict[str, float] | None = None) -> dict[str, dict[int, float]]:
+    """θ*(D) for every layer and every D in ``timesteps``.
+
+    ``deltas``: each layer's shift δ (the MSE is that of the layer's own quantizer; default 0).
+    ``keep``: each layer's trained θ, a second candidate: for every D the one of {trained θ,
+    θ*(D)} with the lower quantization MSE is kept. A model trained sparse (large learned δ, few
+    counts above a few) often loses least by keeping its θ and only clipping at the lower D.
+    """
+    out = {}
+    for n, x in samples.items():
+        d = (deltas or {}).get(n, 0.0)
+        out[n] = {}
+        for D in map(int, timesteps):
+            th = mse_optimal_theta(x, D, d)
+            if keep and n in keep:
+                mse = quantization_mse(x, np.array([th, keep[n]]), D, d)
+                th = float(keep[n]) if mse[1] <= mse[0] else th
+            out[n][D] = th
+    return out
 
 
 def calibrate(weights: ModelWeights, tokens, *, segment: int = 512,

@@ -1,4 +1,5 @@
-"""CLI: ``convert``, ``quantize``, ``sensitivity``, ``sparsify``, ``eval`` and ``train``."""
+"""CLI: ``convert``, ``quantize``, ``sensitivity``, ``sparsify``, ``eval``, ``train`` and
+``pipeline``."""
 
 from __future__ import annotations
 
@@ -74,15 +75,17 @@ def _sensitivity_outputs(report, args) -> None:
 
 
 def cmd_sensitivity(args) -> int:
+    from .executor import make_executor
     from .probe import QuantProbe
     from .quantize import calibration_thetas
     from .sensitivity import measure_sensitivity
 
     weights, path = _load(args.model)
     ids = _tokens(weights, path, _read_text(args.calib, args.calib_chars))
-    thetas = calibration_thetas(weights, ids, args.timesteps)
-    report = measure_sensitivity(QuantProbe(weights, ids), thetas, args.timesteps,
-                                 log=_log if args.verbose else None)
+    with make_executor(args.ray) as ex:
+        thetas = calibration_thetas(weights, ids, args.timesteps)
+        report = measure_sensitivity(QuantProbe(weights, ids), thetas, args.timesteps,
+                                     log=_log if args.verbose else None, executor=ex)
     _sensitivity_outputs(report, args)
     if args.json or not args.report:
         print(json.dumps(report.to_json()))
@@ -91,21 +94,24 @@ def cmd_sensitivity(args) -> int:
 
 def cmd_quantize(args) -> int:
     from ..model.fileformat import save_model
+    from .executor import make_executor
     from .quantize import quantize_model, sparsify_model
     from .sensitivity import SensitivityReport
 
     weights, path = _load(args.model)
     ids = _tokens(weights, path, _read_text(args.calib, args.calib_chars))
     sens = SensitivityReport.load(args.sensitivity) if args.sensitivity else None
-    out, alloc, report = quantize_model(weights, ids, args.budget, metric=args.metric,
-                                        sensitivity=sens, timesteps=args.timesteps,
-                                        log=_log if args.verbose else None)
+    with make_executor(args.ray) as ex:
+        out, alloc, report = quantize_model(weights, ids, args.budget, metric=args.metric,
+                                            sensitivity=sens, timesteps=args.timesteps,
+                                            log=_log if args.verbose else None, executor=ex)
+        if args.kl_budget is not None:
+            out, choice, _ = sparsify_model(out, ids, args.kl_budget, executor=ex)
     if sens is None:
         _sensitivity_outputs(report, args)
     summary = {"budget": args.budget, "average_timesteps": alloc.average_timesteps,
                "predicted_sensitivity": alloc.sensitivity, "exact": alloc.exact, "D": alloc.D}
     if args.kl_budget is not None:
-        out, choice, _ = sparsify_model(out, ids, args.kl_budget)
         summary.update(delta=choice.delta, delta_source=choice.source,
                        predicted_delta_kl=choice.predicted_kl,
                        predicted_weighted_firing=choice.predicted_firing)
@@ -121,13 +127,16 @@ def cmd_quantize(args) -> int:
 def cmd_sparsify(args) -> int:
     from ..model.fileformat import save_model
     from ..outputs import write_json
+    from .executor import make_executor
     from .quantize import sparsify_model
     from .sparsify import plot_sweep
 
     weights, path = _load(args.model)
     ids = _tokens(weights, path, _read_text(args.calib, args.calib_chars))
-    out, choice, sw = sparsify_model(weights, ids, args.kl_budget, args.deltas,
-                                     log=_log if args.verbose else None)
+    with make_executor(args.ray) as ex:
+        out, choice, sw = sparsify_model(weights, ids, args.kl_budget, args.deltas,
+                                         log=_log if args.verbose else None, executor=ex,
+                                         relative=args.relative)
     if args.plot:
         plot_sweep(sw, args.plot)
     if args.report:
@@ -168,6 +177,22 @@ def cmd_eval(args) -> int:
 
 
 # -- train ----------------------------------------------------------------------------------------
+def train_settings(cls, args):
+    """TrainSettings from the ``train`` options (validated: bad values are a clear error)."""
+    s = cls(steps=args.steps, seed=args.seed, hidden_size=args.hidden_size,
+            num_layers=args.layers, batch=args.batch, seq_len=args.seq_len, lr=args.lr,
+            D=args.timesteps, delta=args.delta, threads=args.threads,
+            delta_mode=args.delta_mode, firing_target=args.firing_target,
+            sparsity_weight=args.sparsity_weight, init=args.init, eval_every=args.eval_every,
+            firing_ramp=args.firing_ramp)
+    if args.warmup is not None:
+        s.warmup = args.warmup
+    if s.init and not Path(s.init).is_file():
+        raise FileNotFoundError(f"{s.init}: no such model file to start training from")
+    s.validate()
+    return s
+
+
 def cmd_train(args) -> int:
     try:
         from .train import TrainSettings, main_train
@@ -175,12 +200,41 @@ def cmd_train(args) -> int:
         if e.name == "torch":
             raise ValueError(str(e)) from None
         raise
-    s = TrainSettings(steps=args.steps, seed=args.seed, hidden_size=args.hidden_size,
-                      num_layers=args.layers, batch=args.batch, seq_len=args.seq_len, lr=args.lr,
-                      D=args.timesteps, delta=args.delta, threads=args.threads)
+    s = train_settings(TrainSettings, args)
     card = args.card or str(Path(args.out).with_suffix(".train.json"))
     main_train(args.out, s, card=card, log=_log)  # checks both paths before training
     print(f"wrote {args.out} and {card}")
+    return 0
+
+
+# -- pipeline -------------------------------------------------------------------------------------
+def cmd_pipeline(args) -> int:
+    from .executor import make_executor
+    from .pipeline import PipelineSettings, run_pipeline
+
+    ps = PipelineSettings(budget=args.budget, kl_budget=args.kl_budget,
+                          calib_bytes=args.calib_bytes, calib_texts=args.calib_texts,
+                          deltas=args.deltas, name=args.name, theta=args.theta)
+    ps.validate()
+    ts = None
+    if args.trained:
+        if not Path(args.trained).is_file():
+            raise FileNotFoundError(f"{args.trained}: no such model file (--trained)")
+    else:
+        try:
+            from .train import TrainSettings
+        except ModuleNotFoundError as e:
+            if e.name == "torch":
+                raise ValueError(f"{e}; or skip training with --trained MODEL") from None
+            raise
+        ts = train_settings(TrainSettings, args)
+    with make_executor(args.ray) as ex:
+        card = run_pipeline(ps, args.out, train_settings=ts, trained=args.trained, executor=ex,
+                            log=_log, workdir=args.workdir)
+    res = card["heldout"]["integer (golden)"]
+    print(f"wrote {args.out}: held-out bits/byte {res['bits_per_byte']:.4f}, weighted firing "
+          f"rate {res['weighted_firing_rate']:.3f}, average D {res['average_D']:.2f} "
+          f"(budgets: average D ≤ {args.budget:g}, KL ≤ {args.kl_budget:g})")
     return 0
 
 
@@ -206,6 +260,8 @@ def _timesteps(p: argparse.ArgumentParser) -> None:
 
 def register(subparsers) -> None:
     """Add the quantization subcommands to the ``nsllm`` CLI."""
+    from .executor import add_ray_arg
+
     p = subparsers.add_parser("convert", help="convert a Hugging Face hgrn_bit checkpoint")
     p.add_argument("src", help="checkpoint folder: config.json + model.safetensors")
     p.add_argument("--out", "-o", required=True, type=options.output_file,
@@ -222,6 +278,7 @@ def register(subparsers) -> None:
     p.add_argument("--report", type=options.output_file, help="write the JSON report here")
     p.add_argument("--plot", type=options.output_file, help="write a PNG plot here")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_ray_arg(p)
     p.set_defaults(func=cmd_sensitivity)
 
     p = subparsers.add_parser("quantize", help="mixed-timestep allocation under a budget")
@@ -243,6 +300,7 @@ def register(subparsers) -> None:
     p.add_argument("--name", default=None)
     p.add_argument("--packing", default="base3", choices=("base3", "2bit"))
     p.add_argument("--json", action="store_true")
+    add_ray_arg(p)
     p.set_defaults(func=cmd_quantize)
 
     p = subparsers.add_parser("sparsify", help="choose the sparsification shift δ per layer")
@@ -257,6 +315,9 @@ def register(subparsers) -> None:
     p.add_argument("--plot", type=options.output_file, help="PNG of firing rate vs bits/byte")
     p.add_argument("--report", type=options.output_file, help="JSON of the sweep and the choice")
     p.add_argument("--packing", default="base3", choices=("base3", "2bit"))
+    p.add_argument("--relative", action="store_true",
+                   help="add the δ grid to each layer's own δ (models trained with learned δ)")
+    add_ray_arg(p)
     p.set_defaults(func=cmd_sparsify)
 
     p = subparsers.add_parser("eval", help="bits/byte, firing rate per layer, size")
@@ -270,7 +331,45 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("train", help="QAT of a small byte model (needs the train extra)")
     p.add_argument("--out", "-o", required=True, type=options.output_file)
-    p.add_argument("--steps", type=options.integer(1), default=800)
+    _train_args(p)
+    p.add_argument("--card", default=None, type=options.output_file,
+                   help="training log JSON (default: OUT.train.json)")
+    p.set_defaults(func=cmd_train)
+
+    from .pipeline import PIPELINE_DELTAS
+
+    p = subparsers.add_parser(
+        "pipeline", help="train (sparse) → sensitivity → allocation → sparsification → golden "
+                         "model → held-out evaluation → model card")
+    p.add_argument("--out", "-o", required=True, type=options.output_file,
+                   help="output .nsllm (card: OUT.json)")
+    p.add_argument("--trained", default=None,
+                   help="skip training: start from this trained .nsllm model")
+    p.add_argument("--budget", "-B", type=options.number(1.0, 127.0, what="an average D"),
+                   default=7.0,
+                   help="average D, weighted by #weights (default 7)")
+    p.add_argument("--kl-budget", type=options.number(0.0), default=0.03,
+                   help="KL (nats per prediction) the sparsification may add (default 0.03)")
+    p.add_argument("--calib-bytes", type=options.integer(1, what="a byte count"),
+                   default=4096,
+                   help="bytes of calibration text (training split) for the sweeps")
+    p.add_argument("--calib-texts", type=options.integer(1, what="a count"), default=4,
+                   help="slices of the training split that θ is calibrated on")
+    p.add_argument("--deltas", type=options.delta_list, default=PIPELINE_DELTAS,
+                   help="extra δ grid added to each layer's learned δ, comma-separated")
+    p.add_argument("--theta", default="trained", choices=("trained", "mse"),
+                   help="θ of a layer at a lower D: its trained θ, counts clipped at D (default), "
+                        "or θ*(D) calibrated on --calib-texts slices of the training split")
+    p.add_argument("--name", default="nsllm-default", help="model name stored in the file")
+    p.add_argument("--workdir", default=None,
+                   help="where the intermediate files go (default: next to OUT)")
+    add_ray_arg(p)
+    _train_args(p)
+    p.set_defaults(func=cmd_pipeline)
+
+
+def _train_args(p: argparse.ArgumentParser, steps: int = 800) -> None:
+    p.add_argument("--steps", type=options.integer(1), default=steps)
     p.add_argument("--seed", type=options.integer(0, what="a seed"), default=0)
     p.add_argument("--hidden-size", type=options.integer(1), default=192)
     p.add_argument("--layers", type=options.integer(1), default=4)
@@ -281,8 +380,26 @@ def register(subparsers) -> None:
     p.add_argument("--timesteps", type=options.timesteps, default=15,
                    help="D of every layer during training")
     p.add_argument("--delta", type=options.delta, default=0.0,
-                   help="sparsification shift δ used in the training loop (lower firing rates)")
-    p.add_argument("--threads", type=options.integer(1), default=1)
-    p.add_argument("--card", default=None, type=options.output_file,
-                   help="training log JSON (default: OUT.train.json)")
-    p.set_defaults(func=cmd_train)
+                   help="sparsification shift δ in the training loop: fixed value, end of the "
+                        "schedule, or start value when learned")
+    p.add_argument("--delta-mode", default="fixed", choices=("fixed", "schedule", "learn"),
+                   help="δ per layer: fixed, ramped 0 → --delta, or learned (default fixed)")
+    p.add_argument("--firing-target", default=None,
+                   type=options.number(0.0, 1.0, open_lo=True, what="a firing rate"),
+                   help="target weighted firing rate r* in (0, 1): adds λ·max(0, r̂ − r*) to the "
+                        "loss (r̂: surrogate of the non-zero count, weighted by #weights)")
+    p.add_argument("--firing-ramp", type=options.integer(0, what="a step count"),
+                   default=0,
+                   help="lower the target linearly from the first batch's rate to "
+                        "--firing-target over N steps (default 0: the target from the start)")
+    p.add_argument("--sparsity-weight", type=options.number(0.0), default=4.0,
+                   help="λ of the firing-rate term (default 4)")
+    p.add_argument("--init", default=None,
+                   help="start from this .nsllm model (fine-tuning; its shapes, D, θ, δ are used)")
+    p.add_argument("--warmup", type=options.integer(0, what="a step count"), default=None,
+                   help="warm-up steps (default 100)")
+    p.add_argument("--eval-every", type=options.integer(1, what="a step count"),
+                   default=250,
+                   help="held-out evaluation every N steps (shown in the progress line)")
+    p.add_argument("--threads", type=options.integer(1), default=1,
+                   help="PyTorch threads (default 1)")

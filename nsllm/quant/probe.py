@@ -66,6 +66,13 @@ class QuantProbe:
         self.reference = reference_logprobs(ref_model, self.tokens, segment)
         self.base = self.measure({})
 
+    def __getstate__(self) -> dict:
+        # shipped to executor workers without the float model's derived copy of the weights
+        # (float32 trits: 4× the int8 trits); each worker rebuilds it once
+        state = dict(self.__dict__)
+        state["_float"] = None
+        return state
+
     def quant_of(self, changes: dict[str, SpikeQuant]) -> dict[str, SpikeQuant]:
         q = {n: replace(v) for n, v in self.base_quant.items()}
         q.update({n: replace(v) for n, v in changes.items()})
@@ -78,6 +85,8 @@ class QuantProbe:
             if self.backend == "integer":
                 model = IntegerModel(self.weights)
             else:
+                if self._float is None:
+                    self._float = FloatModel(self.weights, act="spike")
                 model = self._float
             return evaluate(model, self.tokens, token_bytes=self.token_bytes,
                             reference=self.reference, segment=self.segment)
@@ -87,3 +96,9 @@ class QuantProbe:
     def measure(self, changes: dict[str, SpikeQuant]) -> Measurement:
         st = self.stats(changes)
         return Measurement(st.kl, st.bits_per_byte, st.firing)
+
+
+def measure_changes(probe: QuantProbe, changes: dict[str, SpikeQuant]) -> Measurement:
+    """``probe.measure(changes)`` as a module-level function: one evaluation of a sweep, in the
+    form an executor ships to a worker (:mod:`nsllm.quant.executor`)."""
+    return probe.measure(changes)

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field, replace
 
 from ..model.config import ATTN_PROJECTIONS, MLP_PROJECTIONS, SpikeQuant
 from ..model.numerics import SPIKE_COUNT_SET
-from .probe import QuantProbe
+from .executor import SERIAL, Executor, log_progress
+from .probe import QuantProbe, measure_changes
 
 METRICS = ("kl", "dbpb")
 
@@ -103,6 +104,29 @@ class SensitivityReport:
                              "write one with `nsllm sensitivity --report`") from None
 
 
+def sensitivity_units(num_layers: int) -> list[tuple[str, str, list[str]]]:
+    """``(level, unit, layers)`` of every unit that is measured (a sub-layer or projection that
+    is its parent's only child is not measured again: it is the same measurement)."""
+    out = []
+    for block, subs in hierarchy(num_layers).items():
+        out.append(("block", block, [p for ps in subs.values() for p in ps]))
+        for sub, projs in subs.items():
+            if len(subs) > 1:
+                out.append(("sublayer", sub, projs))
+            for proj in projs:
+                if len(projs) > 1:
+                    out.append(("projection", proj, [proj]))
+    return out
+
+
+def sensitivity_evaluations(cfg, timesteps=SPIKE_COUNT_SET) -> int:
+    """Number of model evaluations :func:`measure_sensitivity` runs on a model (besides the
+    reference run): every measured unit at every D below its layers' reference D."""
+    levels = sorted({int(D) for D in timesteps})
+    return sum(1 for _, _, layers in sensitivity_units(cfg.num_layers) for D in levels
+               if any(D < cfg.quant[n].D for n in layers))
+
+
 def quant_at(probe: QuantProbe, thetas: dict[str, dict[int, float]], layer: str, D: int,
              delta: float | None = None) -> SpikeQuant:
     """The layer's quantization at D: its own θ at its reference D, θ*(D) otherwise."""
@@ -119,8 +143,13 @@ def _share(value: float, part: float, total: float, n: int) -> float:
 
 
 def measure_sensitivity(probe: QuantProbe, thetas: dict[str, dict[int, float]],
-                        timesteps=SPIKE_COUNT_SET, log=None) -> SensitivityReport:
-    """Measure every unit at every D below its reference and combine top-down."""
+                        timesteps=SPIKE_COUNT_SET, log=None,
+                        executor: Executor = SERIAL) -> SensitivityReport:
+    """Measure every unit at every D below its reference and combine top-down.
+
+    The evaluations (units × lower D) are independent and run through ``executor``
+    (:mod:`nsllm.quant.executor`: serial, or Ray tasks); the report is the same either way.
+    """
     cfg = probe.weights.config
     ref_d = {n: q.D for n, q in probe.base_quant.items()}
     levels = sorted({int(D) for D in timesteps})
@@ -128,32 +157,31 @@ def measure_sensitivity(probe: QuantProbe, thetas: dict[str, dict[int, float]],
     base = probe.base
     measured: dict[str, dict[str, dict[int, dict[str, float]]]] = {
         "block": {}, "sublayer": {}, "projection": {}}
-
-    def run(level: str, unit: str, layers: list[str]) -> None:
+    units = sensitivity_units(cfg.num_layers)
+    jobs = []  # (level, unit, D, changes) of every evaluation
+    for level, unit, layers in units:
         measured[level][unit] = {}
         for D in levels:
             changes = {n: quant_at(probe, thetas, n, D) for n in layers if D < ref_d[n]}
-            if not changes:
-                res = {"kl": 0.0, "dbpb": 0.0}
+            if changes:
+                jobs.append((level, unit, D, changes))
             else:
-                m = probe.measure(changes)
-                res = {"kl": m.kl, "dbpb": m.bits_per_byte - base.bits_per_byte}
-            measured[level][unit][D] = res
-            if log:
-                log(f"  {level:10s} {unit:24s} D={D:2d}  KL {res['kl']:.5f}  "
-                    f"Δbpb {res['dbpb']:+.4f}")
-
-    for block, subs in tree.items():
-        run("block", block, [p for ps in subs.values() for p in ps])
+                measured[level][unit][D] = {"kl": 0.0, "dbpb": 0.0}
+    results = executor.map(measure_changes, probe, [j[3] for j in jobs], progress=log_progress(log))
+    for (level, unit, D, _), m in zip(jobs, results, strict=True):
+        res = {"kl": m.kl, "dbpb": m.bits_per_byte - base.bits_per_byte}
+        measured[level][unit][D] = res
+        if log:
+            log(f"  {level:10s} {unit:24s} D={D:2d}  KL {res['kl']:.5f}  "
+                f"Δbpb {res['dbpb']:+.4f}")
+    for level, unit, _ in units:  # in the order of the hierarchy, whatever the executor did
+        measured[level][unit] = dict(sorted(measured[level][unit].items()))
+    for block, subs in tree.items():  # single-child levels are the parent's measurement
         for sub, projs in subs.items():
-            if len(subs) > 1:
-                run("sublayer", sub, projs)
-            else:  # the head is one sub-layer of one projection: same measurement
+            if len(subs) == 1:
                 measured["sublayer"][sub] = measured["block"][block]
             for proj in projs:
-                if len(projs) > 1:
-                    run("projection", proj, [proj])
-                else:
+                if len(projs) == 1:
                     measured["projection"][proj] = measured["sublayer"][sub]
 
     combined: dict[str, dict[int, dict[str, float]]] = {}

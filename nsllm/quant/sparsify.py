@@ -22,7 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from ..model.stats import mean_firing_rate
-from .probe import QuantProbe, layer_weights
+from .executor import SERIAL, Executor, log_progress
+from .probe import QuantProbe, layer_weights, measure_changes
 
 DEFAULT_DELTAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
 
@@ -36,39 +37,61 @@ class SparsitySweep:
     base_firing: dict[str, float]
     per_layer: dict[str, dict[float, dict[str, float]]] = field(default_factory=dict)
     global_curve: list[dict] = field(default_factory=list)
+    relative: bool = False  #: grid values are added to each layer's own δ
+    base_delta: dict[str, float] = field(default_factory=dict)  #: each layer's own δ
+
+    def delta_of(self, layer: str, d: float) -> float:
+        """The δ ``layer`` gets at grid value ``d``."""
+        return self.base_delta.get(layer, 0.0) + d if self.relative else d
 
     def to_json(self) -> dict:
         return {"deltas": self.deltas, "base_bits_per_byte": self.base_bpb,
                 "base_firing": self.base_firing,
                 "per_layer": {n: {str(d): v for d, v in c.items()}
                               for n, c in self.per_layer.items()},
-                "global_curve": self.global_curve}
+                "global_curve": self.global_curve, "relative": self.relative}
 
 
 def sweep(probe: QuantProbe, deltas=DEFAULT_DELTAS, per_layer: bool = True,
-          log=None) -> SparsitySweep:
-    """Measure firing rate and loss for each δ, layer by layer and for all layers at once."""
+          log=None, executor: Executor = SERIAL, relative: bool = False) -> SparsitySweep:
+    """Measure firing rate and loss for each δ, layer by layer and for all layers at once.
+
+    ``relative``: the grid is added to each layer's own δ (for a model trained with learned δ
+    per layer) instead of replacing it. The evaluations run through ``executor``
+    (:mod:`nsllm.quant.executor`).
+    """
     sizes = layer_weights(probe.weights)
     base = probe.base
-    res = SparsitySweep([float(d) for d in deltas], base.bits_per_byte, base.firing)
-    for d in deltas:
-        changes = {n: replace(q, delta=float(d)) for n, q in probe.base_quant.items()}
-        m = probe.measure(changes)
+
+    def at(q, d):
+        return replace(q, delta=float(q.delta + d if relative else d))
+
+    res = SparsitySweep([float(d) for d in deltas], base.bits_per_byte, base.firing,
+                        relative=relative,
+                        base_delta={n: q.delta for n, q in probe.base_quant.items()})
+    jobs = [{n: at(q, d) for n, q in probe.base_quant.items()} for d in deltas]
+    layer_jobs = []
+    if per_layer:
+        for n, q in probe.base_quant.items():
+            for d in deltas:
+                if at(q, d).delta != q.delta:
+                    layer_jobs.append((n, float(d)))
+                    jobs.append({n: at(q, d)})
+    results = executor.map(measure_changes, probe, jobs, progress=log_progress(log))
+    for d, m in zip(deltas, results, strict=False):
         row = {"delta": float(d), "kl": m.kl, "bits_per_byte": m.bits_per_byte,
                "mean_firing": mean_firing_rate(m.firing),
                "weighted_firing": mean_firing_rate(m.firing, sizes)}
         res.global_curve.append(row)
         if log:
-            log(f"  all layers δ={d:4.2f}: firing {row['weighted_firing']:.3f}  "
-                f"KL {m.kl:.4f}  bpb {m.bits_per_byte:.4f}")
+            log(f"  all layers δ{'+' if relative else '='}{d:4.2f}: firing "
+                f"{row['weighted_firing']:.3f}  KL {m.kl:.4f}  bpb {m.bits_per_byte:.4f}")
     if per_layer:
-        for n, q in probe.base_quant.items():
+        by_job = dict(zip(layer_jobs, results[len(deltas):], strict=True))
+        for n in probe.base_quant:
             res.per_layer[n] = {}
             for d in deltas:
-                if d == q.delta:
-                    m = base
-                else:
-                    m = probe.measure({n: replace(q, delta=float(d))})
+                m = by_job.get((n, float(d)), base)
                 res.per_layer[n][float(d)] = {"firing": m.firing[n], "kl": m.kl,
                                               "dbpb": m.bits_per_byte - base.bits_per_byte}
             if log:
@@ -117,7 +140,7 @@ def choose_deltas(sw: SparsitySweep, sizes: dict[str, int], kl_budget: float) ->
             lo = mid
     choice = pick(hi)
     firing = sum(sw.per_layer[n][d]["firing"] * sizes[n] for n, d in choice.items()) / total
-    return DeltaChoice(choice, kl_of(choice), firing)
+    return DeltaChoice({n: sw.delta_of(n, d) for n, d in choice.items()}, kl_of(choice), firing)
 
 
 def plot_sweep(sw: SparsitySweep, path, chosen: dict | list[dict] | None = None) -> None:
@@ -168,8 +191,8 @@ def choose_sparsity(probe: QuantProbe, sw: SparsitySweep, kl_budget: float) -> D
     for row in sw.global_curve:
         d = row["delta"]
         candidates.append((row["weighted_firing"], row["kl"], DeltaChoice(
-            dict.fromkeys(probe.base_quant, d), row["kl"], row["weighted_firing"],
-            source=f"uniform δ={d:g}")))
+            {n: sw.delta_of(n, d) for n in probe.base_quant}, row["kl"], row["weighted_firing"],
+            source=f"uniform δ{'+' if sw.relative else '='}{d:g}")))
     feasible = [c for c in candidates if c[1] <= kl_budget]
     if not feasible:  # δ = 0 everywhere is always in the curve; keep the input as it is
         return DeltaChoice({n: q.delta for n, q in probe.base_quant.items()}, 0.0,

@@ -6,13 +6,27 @@ estimators (STE) where the forward pass is discrete:
 * every BitLinear: its own RMSNorm (eps 1e-6) times its norm weight, divided by θ, rounded to a
   spike count in [−D, D] after the sparsification shift δ (``sign(u)·clip(round(|u| − δ), 0, D)``,
   STE through the rounding; θ is a learned parameter, LSQ-style: the gradient reaches it through
-  both ``x/θ`` and the ``θ·β`` output gain);
+  both ``x/θ`` and the ``θ·β`` output gain); δ is fixed, scheduled or learned per layer
+  (:class:`TrainSettings` ``delta_mode``);
 * weights: latent floats ternarised per tensor with absmean (``β = mean|w|``,
   ``trit = clip(round(w/β), −1, 1)``), STE;
 * MLGRU: ``f = lb + (1 − lb)·σ(W_f x)``, ``i = SiLU(W_i x)·(1 − f)``, ``h_t = f_t h_{t−1} + i_t``,
   ``o = W_o(RMSNorm(W_g x)·SiLU(h))``; the recurrence is evaluated as a parallel prefix scan
   (:func:`mlgru_scan`, ⌈log2 T⌉ tensor steps), so training is not a Python loop over time;
 * GLU channel mixer and the LM head (a BitLinear) as in the graph.
+
+**Sparsity-aware training.** A count is non-zero exactly when ``|u| ≥ δ + ½``. The firing rate of a
+layer (fraction of non-zero counts) has no useful gradient, so the loss uses a differentiable
+surrogate of the non-zero count, ``σ((|u| − δ − ½)/τ)`` averaged over the layer's inputs, used
+straight-through: the forward value is the exact fraction of non-zero counts, the backward pass
+takes the surrogate's gradient. The layers' rates are averaged **weighted by each layer's number
+of weights** (the fraction of weight columns the hardware still fetches), and the loss adds
+``λ·max(0, r̂ − r*)`` for a target rate ``r*``. Its gradient reaches θ (and δ when learned) and,
+through ``u``, everything upstream.
+
+Training can start from a saved model (``init``): its trits, β, θ, δ, D and float tensors are
+loaded, with latent weights ``trit·β/p`` (``p`` the fraction of non-zero trits) so that absmean
+ternarisation gives back exactly the same trits and β.
 
 :func:`export_weights` turns the trained module into :class:`~nsllm.model.weights.ModelWeights`
 (trits, β, θ, D, δ), which the integer golden model runs directly.
@@ -21,8 +35,9 @@ estimators (STE) where the forward pass is discrete:
 from __future__ import annotations
 
 import math
+import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -51,16 +66,31 @@ def _rms(x: torch.Tensor, eps: float) -> torch.Tensor:
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
 
 
-class SpikeBitLinear(nn.Module):
-    """BitLinear with a spike-count input quantizer (takes the unit-normalised input)."""
+#: Width τ of the sigmoid surrogate of the non-zero count (in units of θ).
+SURROGATE_TAU = 0.25
+DELTA_MODES = ("fixed", "schedule", "learn")
 
-    def __init__(self, in_f: int, out_f: int, D: int, delta: float, theta: float = DEFAULT_THETA):
+
+class SpikeBitLinear(nn.Module):
+    """BitLinear with a spike-count input quantizer (takes the unit-normalised input).
+
+    After each forward pass ``soft_rate`` holds the surrogate firing rate (a tensor in the graph)
+    and ``hard_rate`` the exact fraction of non-zero counts (a float).
+    """
+
+    def __init__(self, in_f: int, out_f: int, D: int, delta: float, theta: float = DEFAULT_THETA,
+                 learn_delta: bool = False):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_f, in_f) * in_f**-0.5)
         self.norm_weight = nn.Parameter(torch.ones(in_f))
         self.theta = nn.Parameter(torch.tensor(float(theta)))
         self.D = D
-        self.delta = delta
+        if learn_delta:
+            self.delta = nn.Parameter(torch.tensor(float(delta)))
+        else:
+            self.register_buffer("delta", torch.tensor(float(delta)))
+        self.soft_rate: torch.Tensor | None = None
+        self.hard_rate = 0.0
 
     def ternary(self) -> tuple[torch.Tensor, torch.Tensor]:
         beta = self.weight.abs().mean().clamp_min(1e-5)
@@ -69,8 +99,16 @@ class SpikeBitLinear(nn.Module):
 
     def spikes(self, xn: torch.Tensor) -> torch.Tensor:
         u = xn * self.norm_weight / self.theta
-        mag = (u.abs() - self.delta).clamp(0, self.D)
-        return torch.sign(u) * _ste(mag, mag.round())
+        excess = u.abs() - self.delta
+        mag = excess.clamp(0, self.D)
+        counts = torch.sign(u) * _ste(mag, mag.round())
+        with torch.no_grad():
+            hard = (counts != 0).float().mean()
+        self.hard_rate = float(hard)
+        if self.training:  # forward: the exact rate; backward: the sigmoid surrogate's gradient
+            soft = torch.sigmoid((excess - 0.5) / SURROGATE_TAU).mean()
+            self.soft_rate = hard + (soft - soft.detach())
+        return counts
 
     def forward(self, xn: torch.Tensor) -> torch.Tensor:
         trits, beta = self.ternary()
@@ -101,7 +139,7 @@ def mlgru_scan(f: torch.Tensor, i: torch.Tensor, h0: torch.Tensor) -> torch.Tens
 class QATModel(nn.Module):
     """The spiking MatMul-free LM of :mod:`nsllm.model.graph` in PyTorch, for QAT."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, learn_delta: bool = False):
         super().__init__()
         self.cfg = cfg
         d, V, L = cfg.hidden_size, cfg.vocab_size, cfg.num_layers
@@ -117,10 +155,25 @@ class QATModel(nn.Module):
             out_f, in_f = cfg.ternary_shape(name)
             q = cfg.quant[name]
             self.linears[name.replace(".", "_")] = SpikeBitLinear(in_f, out_f, q.D, q.delta,
-                                                                  q.theta)
+                                                                  q.theta, learn_delta)
+        sizes = {n: float(np.prod(cfg.ternary_shape(n))) for n in cfg.ternary_layers()}
+        total = sum(sizes.values())
+        #: each layer's share of the weights: the weights of the weighted firing rate
+        self.rate_weights = {n: v / total for n, v in sizes.items()}
 
     def lin(self, name: str) -> SpikeBitLinear:
         return self.linears[name.replace(".", "_")]
+
+    def soft_firing_rate(self) -> torch.Tensor:
+        """Surrogate firing rate of the last forward pass, weighted by #weights."""
+        return sum(self.lin(n).soft_rate * w for n, w in self.rate_weights.items())
+
+    def hard_firing_rate(self) -> float:
+        """Exact fraction of non-zero counts of the last forward pass, weighted by #weights."""
+        return sum(self.lin(n).hard_rate * w for n, w in self.rate_weights.items())
+
+    def firing_rates(self) -> dict[str, float]:
+        return {n: self.lin(n).hard_rate for n in self.rate_weights}
 
     def lower_bound(self) -> torch.Tensor:
         p = torch.softmax(self.lower_bounds, dim=0)
@@ -172,13 +225,47 @@ def export_weights(model: QATModel, name: str = "nsllm-default") -> ModelWeights
         q = cfg.quant[lname]
         q.weight_scale = beta
         q.theta = float(abs(sd[f"{key}.theta"]))
+        q.delta = max(float(sd[f"{key}.delta"]), 0.0)
     cfg.validate()
     return ModelWeights(cfg, tensors, linears)
 
 
+def load_into(model: QATModel, weights: ModelWeights) -> None:
+    """Set the module's parameters from a saved model (see the module docstring)."""
+    cfg = weights.config
+    with torch.no_grad():
+        model.embeddings.copy_(torch.from_numpy(weights.tensors["embeddings.weight"]))
+        if "lower_bounds" in weights.tensors:
+            model.lower_bounds.copy_(torch.from_numpy(weights.tensors["lower_bounds"]))
+        model.norms["final"].copy_(torch.from_numpy(weights.tensors["norm.weight"]))
+        for li in range(cfg.num_layers):
+            for src, dst in (("attn_norm", "attn_norm"), ("mlp_norm", "mlp_norm"),
+                             ("attn.g_norm", "attn_g_norm")):
+                model.norms[f"{li}_{dst}"].copy_(
+                    torch.from_numpy(weights.tensors[f"layers.{li}.{src}.weight"]))
+        for name in cfg.ternary_layers():
+            lin, q, tl = model.lin(name), cfg.quant[name], weights.linears[name]
+            trits = torch.from_numpy(tl.trits.astype(np.float32))
+            p = max(float((trits != 0).float().mean()), 1e-3)
+            lin.weight.copy_(trits * (q.weight_scale / p))
+            lin.norm_weight.copy_(torch.from_numpy(tl.norm_weight.astype(np.float32)))
+            lin.theta.fill_(q.theta)
+            lin.delta.fill_(q.delta)
+            lin.D = q.D
+
+
 @dataclass
 class TrainSettings:
-    """Everything that determines a training run (stored in the model card)."""
+    """Everything that determines a training run (stored in the model card).
+
+    Sparsity: ``firing_target`` (weighted firing rate r*, None = no sparsity term) with weight
+    ``sparsity_weight`` (λ); with ``firing_ramp`` > 0 the target falls linearly from the rate of
+    the first batch to r* over that many steps (the network adapts as it sparsifies);
+    ``delta_mode`` ``fixed`` (δ = ``delta`` throughout), ``schedule``
+    (δ ramps linearly from 0 to ``delta`` over the first ``delta_ramp`` steps) or ``learn`` (δ a
+    parameter per layer, starting at ``delta``, learning rate ``delta_lr``). ``init``: a ``.nsllm``
+    file to start from (its shapes, D, θ and δ replace the shape settings).
+    """
 
     steps: int = 800
     seed: int = 0
@@ -192,9 +279,43 @@ class TrainSettings:
     weight_decay: float = 0.01
     D: int = DEFAULT_TIMESTEPS
     delta: float = 0.0
+    delta_mode: str = "fixed"
+    delta_lr: float = 3e-2
+    delta_ramp: int = 200
+    firing_target: float | None = None
+    firing_ramp: int = 0
+    sparsity_weight: float = 4.0
+    init: str | None = None
     threads: int = 1
     eval_every: int = 250
     extra: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Refuse settings that cannot train (messages name the option and the valid range)."""
+        def need(ok: bool, msg: str) -> None:
+            if not ok:
+                raise ValueError(msg)
+
+        for name in ("steps", "hidden_size", "num_layers", "batch", "seq_len", "threads",
+                     "eval_every"):
+            need(isinstance(getattr(self, name), int) and getattr(self, name) >= 1,
+                 f"{name.replace('_', '-')} must be a positive integer, not "
+                 f"{getattr(self, name)!r}")
+        need(self.warmup >= 0 and self.delta_ramp >= 0 and self.firing_ramp >= 0,
+             "warmup, delta-ramp and firing-ramp must be ≥ 0")
+        for name in ("lr", "theta_lr", "delta_lr"):
+            v = getattr(self, name)
+            need(math.isfinite(v) and v > 0, f"{name.replace('_', '-')} must be > 0, not {v!r}")
+        need(1 <= self.D <= 127, f"timesteps must be in [1, 127], not {self.D}")
+        need(math.isfinite(self.delta) and self.delta >= 0, f"delta must be ≥ 0, not "
+             f"{self.delta}")
+        need(self.delta_mode in DELTA_MODES,
+             f"delta-mode must be one of {', '.join(DELTA_MODES)}, not {self.delta_mode!r}")
+        if self.firing_target is not None:
+            need(0 < self.firing_target < 1,
+                 f"firing-target must be in (0, 1), not {self.firing_target}")
+        need(math.isfinite(self.sparsity_weight) and self.sparsity_weight >= 0,
+             f"sparsity-weight must be ≥ 0, not {self.sparsity_weight}")
 
 
 def model_config(s: TrainSettings) -> ModelConfig:
@@ -212,46 +333,149 @@ def _batches(data: np.ndarray, s: TrainSettings, rng: np.random.Generator):
 
 
 @torch.no_grad()
-def torch_bits_per_byte(model: QATModel, data: np.ndarray, seq_len: int = 512) -> float:
-    """Held-out bits/byte of the QAT module, windows of ``seq_len`` from zero state."""
+def torch_heldout(model: QATModel, data: np.ndarray, seq_len: int = 512) -> tuple[float, float]:
+    """Held-out ``(bits/byte, weighted firing rate)`` of the QAT module, windows of ``seq_len``
+    from zero state."""
+    was_training = model.training
     model.eval()
     n = (len(data) - 1) // seq_len
     idx = np.arange(n)[:, None] * seq_len + np.arange(seq_len + 1)
     tok = torch.from_numpy(data[idx].astype(np.int64))
-    total = 0.0
+    total, fired = 0.0, 0.0
     for k in range(0, n, 8):
         b = tok[k:k + 8]
         logits = model(b[:, :-1])
         total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), b[:, 1:].reshape(-1),
                                  reduction="sum").item()
-    model.train()
-    return total / (n * seq_len) / math.log(2)
+        fired += model.hard_firing_rate() * len(b)
+    model.train(was_training)
+    return total / (n * seq_len) / math.log(2), fired / n
+
+
+def torch_bits_per_byte(model: QATModel, data: np.ndarray, seq_len: int = 512) -> float:
+    """Held-out bits/byte of the QAT module, windows of ``seq_len`` from zero state."""
+    return torch_heldout(model, data, seq_len)[0]
+
+
+class Progress:
+    """One progress line: step, loss, firing rate, held-out bits/byte, ETA.
+
+    On a terminal the line is redrawn in place; otherwise (a log file) a line is written every
+    ``every`` steps and at each held-out evaluation.
+    """
+
+    def __init__(self, total: int, log=None, stream=None, every: int = 50):
+        self.total, self.log, self.every = total, log, every
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = getattr(self.stream, "isatty", lambda: False)()
+        self.t0 = time.time()
+        self.heldout = "—"
+
+    def line(self, step: int, loss: float, firing: float) -> str:
+        el = time.time() - self.t0
+        eta = el / step * (self.total - step)
+        width = 20
+        done = int(width * step / self.total)
+        return (f"[{'#' * done}{'.' * (width - done)}] step {step}/{self.total}  loss "
+                f"{loss:.4f}  bpb {loss / math.log(2):.3f}  firing {firing:.3f}  held-out bpb "
+                f"{self.heldout}  {el:6.0f}s (ETA {eta:4.0f}s)")
+
+    def update(self, step: int, loss: float, firing: float, force: bool = False) -> None:
+        text = self.line(step, loss, firing)
+        if self.tty:
+            self.stream.write("\r" + text)
+            self.stream.flush()
+        elif force or step % self.every == 0 or step == 1:
+            (self.log or (lambda m: print(m, file=self.stream, flush=True)))(text)
+
+    def message(self, text: str) -> None:
+        if self.tty:
+            self.stream.write("\r\x1b[K")
+        (self.log or (lambda m: print(m, file=self.stream, flush=True)))(text)
+
+    def held_out(self, step: int, bpb: float, firing: float) -> None:
+        self.heldout = f"{bpb:.4f} (firing {firing:.3f})"
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def target_at(s: TrainSettings, step: int, start: float) -> float:
+    """The firing-rate target at a step: ``start`` → r* over ``firing_ramp`` steps."""
+    if not s.firing_ramp:
+        return s.firing_target
+    k = min(1.0, step / s.firing_ramp)
+    return max(s.firing_target, start + (s.firing_target - start) * k)
+
+
+def delta_at(s: TrainSettings, step: int) -> float:
+    """δ of the ``schedule`` mode at a step (linear ramp from 0 to ``s.delta``)."""
+    if s.delta_ramp == 0:
+        return s.delta
+    return s.delta * min(1.0, step / s.delta_ramp)
+
+
+def build_model(s: TrainSettings) -> QATModel:
+    """The QAT module of the settings (from ``s.init`` when given)."""
+    learn = s.delta_mode == "learn"
+    if s.init:
+        from ..model import load_model
+
+        w = load_model(s.init)
+        if w.config.tokenizer != "byte" or w.config.vocab_size != 256:
+            raise ValueError(f"{s.init}: training starts only from byte-vocabulary models")
+        cfg = ModelConfig.from_dict(w.config.to_dict())
+        if s.delta_mode != "fixed" or s.delta:
+            for q in cfg.quant.values():
+                q.delta = 0.0 if s.delta_mode == "schedule" else max(q.delta, s.delta)
+        model = QATModel(cfg, learn_delta=learn)
+        load_into(model, w)
+        if s.delta_mode != "fixed" or s.delta:
+            for name in cfg.ternary_layers():
+                model.lin(name).delta.data.fill_(cfg.quant[name].delta)
+        s.hidden_size, s.num_layers = cfg.hidden_size, cfg.num_layers
+        return model
+    cfg = model_config(s)
+    if s.delta_mode == "schedule":
+        cfg = cfg.with_quant(D=s.D, delta=0.0)
+    return QATModel(cfg, learn_delta=learn)
 
 
 def train(s: TrainSettings, log=print) -> tuple[ModelWeights, dict]:
     """Train on the pydoc corpus (see :mod:`nsllm.data.corpus`); returns weights and a log."""
     from ..data.corpus import pydoc_corpus
 
+    s.validate()
     torch.manual_seed(s.seed)
     torch.set_num_threads(s.threads)
     rng = np.random.default_rng(s.seed)
     train_text, held_text = pydoc_corpus()
     train_data = np.frombuffer(train_text.encode("utf-8"), dtype=np.uint8)
     held_data = np.frombuffer(held_text.encode("utf-8"), dtype=np.uint8)
-    model = QATModel(model_config(s))
+    model = build_model(s)
     thetas = [p for n, p in model.named_parameters() if n.endswith(".theta")]
+    deltas = [p for n, p in model.named_parameters() if n.endswith(".delta")]
     decay = [p for n, p in model.named_parameters() if n.endswith(".weight")]
     other = [p for n, p in model.named_parameters()
-             if not n.endswith(".theta") and not n.endswith(".weight")]
-    opt = torch.optim.AdamW([
-        {"params": decay, "weight_decay": s.weight_decay, "lr": s.lr},
-        {"params": other, "weight_decay": 0.0, "lr": s.lr},
-        {"params": thetas, "weight_decay": 0.0, "lr": s.theta_lr},
-    ], betas=(0.9, 0.95))
+             if not n.endswith((".theta", ".delta", ".weight"))]
+    groups = [{"params": decay, "weight_decay": s.weight_decay, "lr": s.lr},
+              {"params": other, "weight_decay": 0.0, "lr": s.lr},
+              {"params": thetas, "weight_decay": 0.0, "lr": s.theta_lr}]
+    if deltas:
+        groups.append({"params": deltas, "weight_decay": 0.0, "lr": s.delta_lr})
+    opt = torch.optim.AdamW(groups, betas=(0.9, 0.95))
     base = [g["lr"] for g in opt.param_groups]
     history = []
     t0 = time.time()
     batches = _batches(train_data, s, rng)
+    progress = Progress(s.steps, log=log)
+    bpb, held_fire = torch_heldout(model, held_data) if s.init else (math.nan, math.nan)
+    if s.init:
+        history.append({"step": 0, "heldout_bpb_torch": round(bpb, 4),
+                        "heldout_firing_torch": round(held_fire, 4), "seconds": 0.0})
+        progress.held_out(0, bpb, held_fire)
     for step in range(1, s.steps + 1):
         # linear warmup, cosine decay to 10 %
         if step <= s.warmup:
@@ -261,9 +485,19 @@ def train(s: TrainSettings, log=print) -> tuple[ModelWeights, dict]:
             scale = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * prog))
         for g, b in zip(opt.param_groups, base, strict=True):
             g["lr"] = b * scale
+        if s.delta_mode == "schedule":
+            d = delta_at(s, step)
+            for lin in model.linears.values():
+                lin.delta.fill_(d)
         batch = next(batches)
         logits = model(batch[:, :-1])
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+        loss = ce
+        if step == 1:
+            start_rate = model.hard_firing_rate()
+        if s.firing_target is not None and s.sparsity_weight > 0:
+            target = target_at(s, step, start_rate)
+            loss = ce + s.sparsity_weight * F.relu(model.soft_firing_rate() - target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -271,16 +505,20 @@ def train(s: TrainSettings, log=print) -> tuple[ModelWeights, dict]:
         with torch.no_grad():
             for p in thetas:
                 p.clamp_(min=1e-3)
-        if step % 50 == 0 or step == 1:
-            log(f"step {step:5d}  loss {loss.item():.4f}  bpb {loss.item() / math.log(2):.3f}  "
-                f"{time.time() - t0:7.1f}s")
+            for p in deltas:
+                p.clamp_(min=0.0)
+        progress.update(step, ce.item(), model.hard_firing_rate())
         if step % s.eval_every == 0 or step == s.steps:
-            bpb = torch_bits_per_byte(model, held_data)
+            bpb, held_fire = torch_heldout(model, held_data)
             history.append({"step": step, "heldout_bpb_torch": round(bpb, 4),
+                            "heldout_firing_torch": round(held_fire, 4),
+                            "train_firing": round(model.hard_firing_rate(), 4),
                             "seconds": round(time.time() - t0, 1)})
-            log(f"  held-out bits/byte (QAT module): {bpb:.4f}")
+            progress.held_out(step, bpb, held_fire)
+            progress.update(step, ce.item(), model.hard_firing_rate(), force=True)
+    progress.close()
     weights = export_weights(model)
-    report = {"settings": s.__dict__, "history": history,
+    report = {"settings": asdict(s), "history": history,
               "train_seconds": round(time.time() - t0, 1),
               "train_bytes": int(len(train_data)), "heldout_bytes": int(len(held_data))}
     return weights, report

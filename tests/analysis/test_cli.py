@@ -9,7 +9,6 @@ import pytest
 from nsllm.analysis.commands import register
 from nsllm.analysis.recording import record
 from nsllm.analysis.study import load_passages
-from nsllm.model import save_model
 
 
 def run(*argv) -> int:
@@ -19,12 +18,7 @@ def run(*argv) -> int:
     return args.func(args)
 
 
-@pytest.fixture(scope="module")
-def model_path(tiny_weights, tmp_path_factory):
-    return save_model(tiny_weights, tmp_path_factory.mktemp("m") / "tiny.nsllm")
-
-
-def test_analyze_text_and_study_write_the_report(model_path, tmp_path, capsys):
+def test_analyze_text_and_study_write_the_report(tiny_file, tmp_path, capsys):
     text = tmp_path / "t.txt"
     text.write_text("The parser reads a line. It returns 3 tokens.\n" * 4)
     study = tmp_path / "study.json"
@@ -33,7 +27,7 @@ def test_analyze_text_and_study_write_the_report(model_path, tmp_path, capsys):
               "ambiguous": f"The bank was steep, and the bank was wet {i}."} for i in range(2)]
     study.write_text(json.dumps({"pairs": pairs}))
     out = tmp_path / "rep"
-    code = run("--model", str(model_path), "--text", str(text), "--study", str(study),
+    code = run("--model", str(tiny_file), "--text", str(text), "--study", str(study),
                "--out", str(out), "--shuffles", "3", "--bootstraps", "6",
                "--trains", "lm_head")
     assert code == 0
@@ -58,19 +52,19 @@ def test_analyze_text_and_study_write_the_report(model_path, tmp_path, capsys):
     assert "[text] Firing rate" in out_text.out and "[study passages]" in out_text.err
 
 
-def test_compare_cross_checks_a_recording(model_path, tiny_weights, tmp_path, capsys):
+def test_compare_cross_checks_a_recording(tiny_file, tiny_weights, tmp_path, capsys):
     rec = record(tiny_weights, np.frombuffer(b"abcdefghijklmnop", dtype=np.uint8))
     rec.save(tmp_path / "good.npz")
-    assert run("--model", str(model_path), "--compare", str(tmp_path / "good.npz")) == 0
+    assert run("--model", str(tiny_file), "--compare", str(tmp_path / "good.npz")) == 0
     rec.counts["layers.1.mlp.down_proj"][3, 2] = 0 if rec["layers.1.mlp.down_proj"][3, 2] else 1
     rec.save(tmp_path / "bad.npz")
-    assert run("--model", str(model_path), "--compare", str(tmp_path / "bad.npz")) == 1
+    assert run("--model", str(tiny_file), "--compare", str(tmp_path / "bad.npz")) == 1
     assert "layers.1.mlp.down_proj, token 3, neuron 2" in capsys.readouterr().out
 
 
-def test_analyze_needs_something_to_do(model_path):
+def test_analyze_needs_something_to_do(tiny_file):
     with pytest.raises(ValueError, match="--text"):
-        run("--model", str(model_path), "--out", "x")
+        run("--model", str(tiny_file), "--out", "x")
 
 
 def test_shipped_study_passages_are_matched():

@@ -1,15 +1,19 @@
-"""cocotb testbenches of the spike path: one module, one test per component type.
+"""cocotb testbenches of the spike path: one module, one test per component.
 
-``run_cocotb`` builds one component per run, so each test first checks which component it is
-running on (``dut_component()``) and returns early on the others.
+``run_cocotb`` builds one component per run; ``tests/hdl/test_spike_cocotb.py`` runs only that
+component's test (``testcase=``, :data:`TESTS`), so no test runs on a design it is not for.
 """
 
 import cocotb
 import numpy as np
 
-from nsllm.hdl.spike import MembraneScale, SpikeEncoder, SpikeIndexFilter, SpikeTrainEmitter
 from nsllm.model import numerics as nx
 from nsllm.sim.streams import TB, dut_component, test_parameters
+
+#: registry name → the test of this module that exercises it
+TESTS = {"MembraneScale": "membrane_scale", "SpikeEncoder": "spike_encoder",
+         "SpikeTrainEmitter": "spike_train_emitter", "SpikeIndexFilter": "spike_index_filter",
+         "EncoderArray": "encoder_array"}
 
 
 def _signed_port(handle, value):
@@ -35,8 +39,6 @@ async def _check(tb, source, sink, beats, expected):
 @cocotb.test()
 async def membrane_scale(dut):
     model = dut_component()
-    if not isinstance(model, MembraneScale):
-        return
     params = test_parameters()
     rng = np.random.default_rng(params.get("seed", 0))
     n = params.get("beats", 1000)
@@ -55,8 +57,6 @@ async def membrane_scale(dut):
 async def spike_encoder(dut):
     """Several (shift, D, δ) configurations, reconfigured at runtime between batches."""
     model = dut_component()
-    if not isinstance(model, SpikeEncoder):
-        return
     params = test_parameters()
     rng = np.random.default_rng(params.get("seed", 0))
     tb, source, sink = await _run(dut, model, [], [], params)
@@ -84,8 +84,6 @@ async def spike_encoder(dut):
 @cocotb.test()
 async def spike_train_emitter(dut):
     model = dut_component()
-    if not isinstance(model, SpikeTrainEmitter):
-        return
     params = test_parameters()
     rng = np.random.default_rng(params.get("seed", 0))
     D = params.get("D", 7)
@@ -103,17 +101,55 @@ async def spike_train_emitter(dut):
 
 @cocotb.test()
 async def spike_index_filter(dut):
+    """Beats of ``lanes`` counts → the fired inputs one per cycle; groups of 8 beats, some
+    closing on a spike-less beat (the zero-count closing item)."""
     model = dut_component()
-    if not isinstance(model, SpikeIndexFilter):
-        return
     params = test_parameters()
     rng = np.random.default_rng(params.get("seed", 0))
-    n = params.get("beats", 1500)
-    counts = rng.integers(-model.max_D, model.max_D + 1, n)
-    counts[rng.random(n) < 0.7] = 0
+    n, L = params.get("beats", 400), model.lanes
+    counts = rng.integers(-model.max_D, model.max_D + 1, (n, L))
+    counts[rng.random(counts.shape) < 0.7] = 0
+    counts[7::16] = 0  # every other group ends on a beat without spikes
     idx = (1 << model.index_bits) - 1
-    beats = [{"index": k & idx, "count": int(c), "last": int(k % 64 == 63)}
-             for k, c in enumerate(counts)]
-    expected = [b for b in beats if b["count"] or b["last"]]
+    beats = [{"index": (k * L) & idx, "counts": row.tolist(), "last": int(k % 8 == 7)}
+             for k, row in enumerate(counts)]
+    expected = []
+    for beat in beats:
+        fired = np.flatnonzero(beat["counts"])
+        expected += [{"index": beat["index"] + int(j), "count": beat["counts"][j],
+                      "last": int(beat["last"] and m == len(fired) - 1)}
+                     for m, j in enumerate(fired)]
+        if beat["last"] and not len(fired):
+            expected.append({"index": beat["index"], "count": 0, "last": 1})
     tb, source, sink = await _run(dut, model, beats, expected, params)
     await _check(tb, source, sink, beats, expected)
+
+
+@cocotb.test()
+async def encoder_array(dut):
+    """Words of activations and int32 table words (junk above the mantissa) → encode_q, for
+    several (shift, D, δ) set between batches."""
+    model = dut_component()
+    params = test_parameters()
+    rng = np.random.default_rng(params.get("seed", 0))
+    tb, source, sink = await _run(dut, model, [], [], params)
+    await tb.reset()
+    L, idx = model.lanes, (1 << model.index_bits) - 1
+    for shift, D, delta_q in params.get("configs", [[14, 15, 0], [20, 7, 300], [1, 15, 5],
+                                                    [30, 3, 0]]):
+        await source.wait_idle()
+        await sink.wait_for(len(sink.beats) + len(sink.expected), timeout_cycles=10_000)
+        dut.D.value, dut.delta_q.value, dut.shift.value = D, delta_q, shift
+        n = params.get("words", 60)
+        scale = 1 << int(rng.integers(4, nx.ACT_BITS))
+        x = rng.integers(-scale, scale, (n, L))
+        mant = rng.integers(-(1 << (nx.MULT_BITS - 1)), 1 << (nx.MULT_BITS - 1), (n, L))
+        table = (mant & 0xFFFF) | (rng.integers(-(1 << 15), 1 << 15, (n, L)) << nx.MULT_BITS)
+        counts = nx.encode_q(x, mant, shift, D, delta_q)
+        sink.expect({"counts": counts[w].tolist(), "index": (w * L) & idx,
+                     "last": int(w == n - 1)} for w in range(n))
+        source.send({"x": x[w].tolist(), "mant": table[w].tolist(), "index": (w * L) & idx,
+                     "last": int(w == n - 1)} for w in range(n))
+    await sink.wait_for(len(sink.beats) + len(sink.expected), timeout_cycles=20_000)
+    await sink.wait_quiet()
+    assert int(dut.error.value) == 0

@@ -1,141 +1,276 @@
-"""Ternary accumulator array in amaranth.sim against numerics.ternary_accumulate."""
+"""AccumulatorBank in amaranth.sim: column words in, a memory of sums out (read through ``rd``),
+against numerics.ternary_accumulate.
+
+Every case is one line: the bank's parameters and a stream of beats; the factory
+(:func:`run_bank`) drives the beats (with random idle cycles between them unless told not to),
+waits for ``busy`` to fall, reads every word through ``rd`` and returns the words and ``error``.
+"""
 
 import re
 
 import numpy as np
 import pytest
+from amaranth.hdl import Value
 from amaranth.sim import Simulator
 
-from nsllm.hdl.accumulator import TernaryAccumulatorArray
+from nsllm.hdl.accumulator import AccumulatorBank
 from nsllm.hdl.registry import verilog_text
 from nsllm.model import numerics as nx
-from nsllm.sim.streams import check_beats, run_amaranth_stream
+from nsllm.sim.streams import pack
 
 
-def random_groups(dut, n_groups, seed, density=0.6):
-    """Beats for ``n_groups`` groups of random length ≤ fan_in, and the golden sums."""
+def run_bank(dut, beats, *, gap=0.3, seed=0, read_words=None):
+    """Drive ``beats`` (dicts of the beat layout) into ``dut``; then read the words.
+
+    Returns ``(words, error, trace)``: ``words[w]`` is the list of ``lanes`` sums of word ``w``
+    (read through ``rd`` once ``busy`` is low), ``error`` the sticky flag at the end, ``trace``
+    the ``busy`` value of every cycle from the first beat on.
+    """
     rng = np.random.default_rng(seed)
-    beats, expected = [], []
-    for _ in range(n_groups):
-        n = int(rng.integers(1, dut.fan_in + 1))
-        trits = rng.integers(-1, 2, size=(dut.lanes, n))  # (out rows, in columns)
-        counts = rng.integers(-dut.max_D, dut.max_D + 1, size=(dut.batch, n))
-        counts[rng.random(counts.shape) > density] = 0
-        for j in range(n):
-            beats.append({"trits": trits[:, j].tolist(), "counts": counts[:, j].tolist(),
-                          "first": int(j == 0), "last": int(j == n - 1)})
-        expected.append({"acc": nx.ternary_accumulate(trits, counts).tolist()})
+    shape = dut.i_stream.payload.shape()
+    raw = Value.cast(dut.i_stream.payload)
+    read_words = range(dut.words) if read_words is None else read_words
+    out = {}
+
+    async def tb(ctx):
+        trace = []
+        for beat in beats:
+            while rng.random() < gap:
+                ctx.set(dut.i_stream.valid, 0)
+                await ctx.tick()
+                trace.append(ctx.get(dut.busy))
+            ctx.set(raw, pack(shape, beat))
+            ctx.set(dut.i_stream.valid, 1)
+            assert ctx.get(dut.i_stream.ready), "AccumulatorBank: not ready (it must always be)"
+            await ctx.tick()
+            trace.append(ctx.get(dut.busy))
+        ctx.set(dut.i_stream.valid, 0)
+        for _ in range(8):
+            if not ctx.get(dut.busy):
+                break
+            await ctx.tick()
+            trace.append(ctx.get(dut.busy))
+        assert not ctx.get(dut.busy), "AccumulatorBank: busy stuck high"
+        words = []
+        for w in read_words:
+            ctx.set(dut.rd.addr, w)
+            ctx.set(dut.rd.en, 1)
+            await ctx.tick()
+            words.append([ctx.get(dut.rd.data[i]) for i in range(dut.lanes)])
+        ctx.set(dut.rd.en, 0)
+        out.update(words=words, error=ctx.get(dut.error), trace=trace)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    return out["words"], out["error"], out["trace"]
+
+
+def layer_beats(trits, counts, lanes, order="columns"):
+    """Beats of one layer: every column's words (``first`` on the first column's), and the
+    expected words (``ternary_accumulate``, ``lanes`` rows per word)."""
+    rows, n = trits.shape
+    words = rows // lanes
+    beats = []
+    for k, j in enumerate(range(n)):
+        for w in range(words):
+            beats.append({"trits": trits[w * lanes:(w + 1) * lanes, j].tolist(),
+                          "count": int(counts[j]), "word": w, "first": int(k == 0)})
+    expected = nx.ternary_accumulate(trits, counts).reshape(words, lanes).tolist()
     return beats, expected
 
 
-@pytest.mark.parametrize("lanes,batch,fan_in,max_D", [(4, 1, 8, 1), (8, 2, 20, 15), (3, 3, 5, 7)])
-def test_random_groups_with_stalls(lanes, batch, fan_in, max_D):
-    dut = TernaryAccumulatorArray(lanes, batch, fan_in, max_D)
-    beats, expected = random_groups(dut, 25, seed=lanes * fan_in)
-    got = run_amaranth_stream(dut, beats, len(expected), seed=max_D)
-    check_beats("TernaryAccumulatorArray", got, expected)
+def random_layer(rng, lanes, words, n, max_D, density=0.6):
+    trits = rng.integers(-1, 2, size=(lanes * words, n))
+    counts = rng.integers(-max_D, max_D + 1, n)
+    counts[rng.random(n) > density] = 0
+    return trits, counts
 
 
-def test_full_rate():
-    dut = TernaryAccumulatorArray(4, 2, 6, 3)
-    beats, expected = random_groups(dut, 20, seed=9)
-    got = run_amaranth_stream(dut, beats, len(expected), valid_probability=1.0,
-                              ready_probability=1.0)
-    check_beats("TernaryAccumulatorArray", got, expected)
-    # the last group's sum leaves one cycle after its last beat: no stall anywhere
-    assert got[-1][0] - got[0][0] == len(beats) - len(beats_of_first(beats))
+# one line per case: lanes, words, fan_in, max_D, columns, gap
+LAYERS = [
+    (4, 1, 8, 1, 8, 0.0),  # one word: every beat hits the word the previous beat writes
+    (8, 4, 20, 15, 20, 0.3),
+    (3, 5, 5, 7, 5, 0.5),
+    (16, 2, 64, 15, 64, 0.0),
+    (5, 3, 1, 127, 1, 0.2),  # a single column: first only
+]
 
 
-def beats_of_first(beats):
-    n = next(k for k, b in enumerate(beats) if b["last"]) + 1
-    return beats[:n]
+@pytest.mark.parametrize("lanes,words,fan_in,max_D,n,gap", LAYERS)
+def test_random_layer_equals_ternary_accumulate(lanes, words, fan_in, max_D, n, gap):
+    dut = AccumulatorBank(lanes, words, fan_in, max_D)
+    rng = np.random.default_rng(lanes * 31 + n)
+    beats, expected = layer_beats(*random_layer(rng, lanes, words, n, max_D), lanes)
+    got, error, _ = run_bank(dut, beats, gap=gap, seed=n)
+    assert got == expected
+    assert error == 0
+
+
+def test_back_to_back_beats_on_the_same_word_are_exact():
+    """Random word order with long runs on one word at full rate: the read-modify-write sees
+    the word the previous beat has not written yet (the transparent read port)."""
+    lanes, words, max_D = 4, 3, 15
+    dut = AccumulatorBank(lanes, words, fan_in=40, max_D=max_D)
+    rng = np.random.default_rng(3)
+    sums = {}
+    beats = []
+    for _ in range(120):
+        w = int(rng.choice([0, 0, 0, 1, 2]))
+        trits = rng.integers(-1, 2, lanes)
+        count = int(rng.integers(-max_D, max_D + 1))
+        first = w not in sums
+        sums[w] = (np.zeros(lanes, np.int64) if first else sums[w]) + trits * count
+        beats.append({"trits": trits.tolist(), "count": count, "word": w, "first": int(first)})
+    got, error, _ = run_bank(dut, beats, gap=0.0)
+    assert got == [sums[w].tolist() for w in range(words)]
+    assert error == 0
+
+
+def test_first_starts_a_word_without_a_clearing_pass():
+    """A second layer over the first one's sums: ``first`` writes the term instead of adding
+    it, so nothing of the first layer remains; ``first`` in the middle of a word restarts it."""
+    dut = AccumulatorBank(2, 2, fan_in=8, max_D=7)
+
+    def b(word, count, trits=(1, -1), first=0):
+        return {"trits": list(trits), "count": count, "word": word, "first": first}
+
+    layer1 = [b(0, 7, first=1), b(1, 5, first=1), b(0, 3), b(1, -2)]
+    layer2 = [b(0, 1, (1, 1), first=1), b(1, -4, (0, 1), first=1), b(0, 2, (-1, 0))]
+    restart = [b(1, 6, (1, 1)), b(1, 3, (1, 1), first=1)]
+    got, error, _ = run_bank(dut, layer1 + layer2 + restart, gap=0.2)
+    assert got == [[1 - 2, 1], [3, 3]]
+    assert error == 0
+
+
+def test_busy_covers_the_write_and_reads_follow_en_by_one_cycle():
+    """busy is high while a beat is taken and during its write, low one cycle after the last
+    beat; a read issued then returns the final word; ``rd.data`` follows ``en`` by one cycle and
+    holds while ``en`` is low."""
+    dut = AccumulatorBank(2, 2, fan_in=4, max_D=3)
+    seen = {}
+
+    async def tb(ctx):
+        p = dut.i_stream.payload
+        ctx.set(p.trits[0], 1)
+        ctx.set(p.trits[1], -1)
+        ctx.set(p.count, 3)
+        ctx.set(p.first, 1)
+        ctx.set(dut.i_stream.valid, 1)
+        seen["busy_with_beat"] = ctx.get(dut.busy)
+        await ctx.tick()
+        ctx.set(p.first, 0)  # a second beat on word 0, back to back
+        await ctx.tick()
+        ctx.set(dut.i_stream.valid, 0)
+        seen["busy_after"] = [ctx.get(dut.busy)]
+        await ctx.tick()
+        seen["busy_after"].append(ctx.get(dut.busy))
+        ctx.set(dut.rd.addr, 0)
+        ctx.set(dut.rd.en, 1)
+        await ctx.tick()
+        seen["read"] = [ctx.get(dut.rd.data[i]) for i in range(2)]
+        ctx.set(dut.rd.addr, 1)
+        ctx.set(dut.rd.en, 0)
+        await ctx.tick()
+        seen["held"] = [ctx.get(dut.rd.data[i]) for i in range(2)]
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    assert seen["busy_with_beat"] == 1
+    assert seen["busy_after"] == [1, 0]  # the last beat's write, then idle
+    assert seen["read"] == [6, -6]
+    assert seen["held"] == [6, -6]
 
 
 @pytest.mark.parametrize("fan_in,D", [(1, 1), (17, 15), (64, 15), (2048, 7), (8192, 15), (3, 127)])
 def test_width_is_derived_from_fan_in_and_D(fan_in, D):
-    dut = TernaryAccumulatorArray(2, 1, fan_in, D)
+    dut = AccumulatorBank(2, 1, fan_in, D)
     assert dut.acc_bits == nx.accumulator_bits(fan_in, D)
     # the worst case fits and the width is the smallest that does
     assert fan_in * D <= (1 << (dut.acc_bits - 1)) - 1
     assert fan_in * D > (1 << (dut.acc_bits - 2)) - 1
 
 
-def output_width(dut):
+def read_width(dut):
     text = verilog_text(dut, "T")
-    return int(re.search(r"output \[(\d+):0\] o_stream__payload;", text)[1]) + 1
+    return int(re.search(r"output \[(\d+):0\] rd__data;", text)[1]) + 1
 
 
 def test_changing_fan_in_or_D_changes_the_generated_width():
-    base = TernaryAccumulatorArray(4, 2, 64, 7)
-    wider_fan_in = TernaryAccumulatorArray(4, 2, 4096, 7)
-    wider_D = TernaryAccumulatorArray(4, 2, 64, 127)
-    assert output_width(base) == 4 * 2 * nx.accumulator_bits(64, 7)
-    assert output_width(wider_fan_in) == 4 * 2 * nx.accumulator_bits(4096, 7)
-    assert output_width(wider_D) == 4 * 2 * nx.accumulator_bits(64, 127)
-    assert len({output_width(base), output_width(wider_fan_in), output_width(wider_D)}) == 3
+    base = AccumulatorBank(4, 2, 64, 7)
+    wider_fan_in = AccumulatorBank(4, 2, 4096, 7)
+    wider_D = AccumulatorBank(4, 2, 64, 127)
+    assert read_width(base) == 4 * nx.accumulator_bits(64, 7)
+    assert read_width(wider_fan_in) == 4 * nx.accumulator_bits(4096, 7)
+    assert read_width(wider_D) == 4 * nx.accumulator_bits(64, 127)
 
 
 @pytest.mark.parametrize("fan_in,D", [(17, 15), (64, 15), (31, 1), (9, 127)])
 def test_worst_case_inputs_reach_exactly_fan_in_times_D_without_overflow(fan_in, D):
     """fan_in beats of ±D with every trit ±1: the extremes ±fan_in·D come out exactly."""
-    dut = TernaryAccumulatorArray(4, 2, fan_in, D)
-    trits = [1, -1, 1, -1]
-    beats = [{"trits": trits, "counts": [D, -D], "first": int(j == 0),
-              "last": int(j == fan_in - 1)} for j in range(fan_in)]
+    dut = AccumulatorBank(4, 2, fan_in, D)
+    beats = []
+    for j in range(fan_in):
+        beats.append({"trits": [1, -1, 1, -1], "count": D, "word": 0, "first": int(j == 0)})
+        beats.append({"trits": [-1, 1, -1, 1], "count": -D, "word": 1, "first": int(j == 0)})
     peak = fan_in * D
-    expected = [{"acc": [[peak, -peak, peak, -peak], [-peak, peak, -peak, peak]]}]
-    got = run_amaranth_stream(dut, beats, 1, seed=1)
-    check_beats("TernaryAccumulatorArray", got, expected)
-    lo, hi = -(1 << (dut.acc_bits - 1)), (1 << (dut.acc_bits - 1)) - 1
-    assert lo <= -peak and peak <= hi
+    got, error, _ = run_bank(dut, beats, gap=0.1)
+    assert got == [[peak, -peak, peak, -peak]] * 2
+    assert error == 0
 
 
-def error_after(dut, beats):
-    """Feed beats at full rate; return the sticky error flag after them."""
-    async def tb(ctx):
-        ctx.set(dut.o_stream.ready, 1)
-        for beat in beats:
-            for name, value in beat.items():
-                ctx.set(getattr(dut.i_stream.payload, name), value)
-            ctx.set(dut.i_stream.valid, 1)
-            await ctx.tick()
-        ctx.set(dut.i_stream.valid, 0)
-        await ctx.tick()
-        result.append(ctx.get(dut.error))
-
-    result = []
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
-    return result[0]
+def b(count=1, trits=(1, 1), word=0, first=0):
+    return {"trits": list(trits), "count": count, "word": word, "first": first}
 
 
-def beat(counts, trits=(1, 1), first=0, last=0):
-    return {"trits": list(trits), "counts": list(counts), "first": first, "last": last}
+# one line per case: beats, error, the words afterwards (a beat that breaks the contract is
+# dropped, so the words hold only the legal beats' sums). Bank: 2 lanes, 2 words, max_D 15.
+CONTRACT = [
+    ([b(15, first=1)], 0, [[15, 15], [0, 0]]),
+    ([b(-15, first=1)], 0, [[-15, -15], [0, 0]]),
+    ([b(2, first=1), b(-16)], 1, [[2, 2], [0, 0]]),  # representable in 5 bits, beyond max_D
+    ([b(2, first=1), b(16)], 1, [[2, 2], [0, 0]]),
+    ([b(2, first=1), b(3, trits=(1, -2))], 1, [[2, 2], [0, 0]]),  # -2 is not a trit
+    ([b(2, first=1), b(3, trits=(-2, 0))], 1, [[2, 2], [0, 0]]),
+    ([b(2, first=1), b(3, trits=(0, 0)), b(-3, trits=(1, 0))], 0, [[-1, 2], [0, 0]]),
+    ([b(2, first=1), b(1, word=1, first=1), b(1, trits=(0, -1))], 0, [[2, 1], [1, 1]]),
+    ([b(-16, first=1), b(4, first=1)], 1, [[4, 4], [0, 0]]),  # sticky: stays set after
+    ([b(2, first=1), b(-16, first=1)], 1, [[2, 2], [0, 0]]),  # a dropped first clears nothing
+    ([b(2, first=1), b(1, trits=(-2, 1), first=1)], 1, [[2, 2], [0, 0]]),
+]
 
 
-@pytest.mark.parametrize("beats,error", [
-    ([beat([15], first=1, last=1)], 0),
-    ([beat([-15], first=1, last=1)], 0),
-    ([beat([-16], first=1, last=1)], 1),  # representable in 5 bits, but beyond max_D
-    ([beat([3], trits=(1, -2), first=1, last=1)], 1),  # -2 is not a trit
-    ([beat([1], first=1)] + [beat([1])] * 3 + [beat([1], last=1)], 1),  # 5 beats > fan_in 4
-    ([beat([1], first=1)] + [beat([1])] * 2 + [beat([1], last=1)] * 1, 0),
-    ([beat([1], first=1, last=1)] * 6, 0),  # many groups, each short
-])
-def test_contract_violations_raise_error(beats, error):
-    dut = TernaryAccumulatorArray(2, 1, fan_in=4, max_D=15)
-    assert error_after(dut, beats) == error
+@pytest.mark.parametrize("beats,error,words", CONTRACT)
+def test_contract_checks_set_sticky_error_and_drop_the_beat(beats, error, words):
+    dut = AccumulatorBank(2, 2, fan_in=4, max_D=15)
+    # word 1 is started by a legal beat first when the case does not start it
+    starts = [b(0, word=1, first=1)] if not any(x["word"] == 1 for x in beats) else []
+    got, err, _ = run_bank(dut, starts + beats, gap=0.2, seed=len(beats))
+    assert err == error
+    assert got == words
+
+
+def test_words_not_a_power_of_two_flag_the_unused_addresses():
+    """words = 3 uses a 2-bit word index: index 3 exists on the wire but not in the memory."""
+    dut = AccumulatorBank(1, 3, fan_in=4, max_D=3)
+    legal = [{"trits": [1], "count": 1, "word": w, "first": 1} for w in range(3)]
+    got, error, _ = run_bank(dut, legal, gap=0.0)
+    assert (got, error) == ([[1], [1], [1]], 0)
+    got, error, _ = run_bank(dut, legal + [{"trits": [1], "count": 1, "word": 3, "first": 1}],
+                             gap=0.0)
+    assert (got, error) == ([[1], [1], [1]], 1)
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"lanes": 0}, "lanes must be a positive integer"),
-    ({"batch": -1}, "batch must be a positive integer"),
-    ({"fan_in": 0}, "fan_in must be a positive integer"),
-    ({"max_D": 0}, "max_D must be an integer in"),
-    ({"max_D": nx.MAX_TIMESTEPS + 1}, "max_D must be an integer in"),
+    ({"lanes": 0}, r"^lanes must be a positive integer, not 0$"),
+    ({"words": -1}, r"^words must be a positive integer, not -1$"),
+    ({"fan_in": 0}, r"^fan_in must be a positive integer, not 0$"),
+    ({"max_D": 0}, r"^max_D must be an integer in \[1, 127\], not 0$"),
+    ({"max_D": nx.MAX_TIMESTEPS + 1}, r"^max_D must be an integer in \[1, 127\], not 128$"),
 ])
 def test_init_wrong_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        TernaryAccumulatorArray(**kwargs)
+        AccumulatorBank(**kwargs)

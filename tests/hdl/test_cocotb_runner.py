@@ -54,10 +54,10 @@ def test_mismatch_names_component_cycle_beat_and_lane():
 def test_runner_reports_failing_test_cycle_lane_and_log():
     """A wrong expectation in a real Verilator run surfaces as CocotbFailure with the details."""
     with pytest.raises(CocotbFailure) as info:
-        run_cocotb("TernaryAccumulatorArray", "tests.hdl.cocotb_accumulator", "verilator",
-                   parameters={"groups": 6, "seed": 11, "corrupt": [3, 1, 5]},
-                   testcase="random_groups_with_stalls")
+        run_cocotb("AccumulatorBank", "tests.hdl.cocotb_accumulator", "verilator",
+                   parameters={"layers": 1, "max_columns": 4, "seed": 11, "corrupt": [3, 5]},
+                   testcase="random_layers_with_gaps")
     message = str(info.value)
-    assert "random_groups_with_stalls" in message
-    assert "TernaryAccumulatorArray: cycle" in message and "beat 3, lane acc[1][5]" in message
+    assert "random_layers_with_gaps" in message
+    assert "AccumulatorBank: cycle" in message and "beat 3, lane [5]" in message
     assert "sim.log" in message

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
+from amaranth.hdl import Module
+from amaranth.sim import Simulator
 
 from nsllm.hdl.fixed_point import sigmoid_memory
 from nsllm.hdl.gate import ResidualAdder, SiluGateUnit
@@ -85,5 +89,26 @@ def test_residual_adder(gap, stall):
     check_stream("ResidualAdder", got, nx.saturate(a.astype(np.int64) + b), lasts)
 
 
-def test_sigmoid_rom_is_the_golden_table():
-    assert list(sigmoid_memory().init) == [int(v) for v in nx.SIGMOID_TABLE]
+def test_sigmoid_rom_read_in_hardware_is_sigma():
+    """Every entry of the ROM the units instantiate, read through a port in simulation, is
+    σ of its input index — by the definition (round(GATE_ONE · σ(k / 2**SIG_IN_FRAC))) and as
+    numerics.sigmoid_q gives it for the activation that maps to that index."""
+    m = Module()
+    m.submodules.rom = rom = sigmoid_memory()
+    port = rom.read_port(domain="comb")
+    got = []
+
+    async def tb(ctx):
+        for addr in range(nx.SIG_ENTRIES):
+            ctx.set(port.addr, addr)
+            got.append(ctx.get(port.data))
+
+    sim = Simulator(m)
+    sim.add_testbench(tb)
+    sim.run()
+    k = np.arange(nx.SIG_ENTRIES) + nx.SIG_IDX_MIN
+    sigma = [math.floor(nx.GATE_ONE / (1 + math.exp(-int(i) / (1 << nx.SIG_IN_FRAC))) + 0.5)
+             for i in k]
+    assert got == sigma
+    assert got == nx.sigmoid_q(k << (nx.ACT_FRAC - nx.SIG_IN_FRAC)).tolist()
+    assert got[-nx.SIG_IDX_MIN] == nx.GATE_ONE // 2  # σ(0)

@@ -7,7 +7,6 @@ from nsllm.hdl import registry
 from nsllm.sim import toolchain
 from nsllm.sim.cocotb_runner import VERILATOR_WAIVERS
 
-
 def test_every_component_module_is_present():
     specs = registry.components(strict=True)
     assert registry.missing_modules() == []
@@ -40,3 +39,15 @@ def test_board_size_core_lint_wall_clean():
                                       "nsllm_core", str(path)], timeout=1800)
     assert result.returncode == 0 and "%Warning" not in result.stderr, \
         f"board-size NSLLMCore: verilator -Wall:\n{result.stderr[:3000]}"
+
+
+def test_a_lint_warning_fails(tmp_path):
+    """Positive control: the same command reports a real warning (a multiply-driven signal)."""
+    path = tmp_path / "Bad.v"
+    path.write_text("module Bad(input clk, input a, output reg q);\n"
+                    "  always @(posedge clk) q <= a;\n  always @(negedge clk) q <= ~a;\n"
+                    "endmodule\n")
+    result = toolchain.run_verilator(["--lint-only", "-Wall",
+                                      *[f"-Wno-{w}" for w in VERILATOR_WAIVERS],
+                                      "--top-module", "Bad", str(path)], timeout=60)
+    assert result.returncode != 0 and "MULTIDRIVEN" in result.stderr

@@ -27,11 +27,9 @@ def golden(f_pre, i_pre, lb, h):
     return f, i, h_new
 
 
-def test_golden_matches_integer_arithmetic(tiny_weights):
+def test_golden_matches_integer_arithmetic(tiny_weights, tiny_arith):
     """The restated golden functions equal IntegerArithmetic's on a real model's lower bounds."""
-    from nsllm.model.integer import IntegerArithmetic
-
-    ar = IntegerArithmetic(tiny_weights)
+    ar = tiny_arith
     rng = np.random.default_rng(5)
     d = tiny_weights.config.hidden_size
     for layer in range(tiny_weights.config.num_layers):

@@ -1,11 +1,20 @@
-"""amaranth.sim tests of RMSNormUnit and ChannelScale against numerics.rmsnorm_q / norm."""
+"""amaranth.sim tests of RMSNormUnit and the units it is built from — SumOfSquares, RsqrtFactor,
+ChannelScale (also at the requantiser's widths) — against numerics.rmsnorm_q / rsqrt_factor /
+norm_q / requant_q."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from nsllm.hdl.norm import ChannelScale, RMSNormUnit, sum_sq_bits
+from nsllm.hdl.norm import (
+    ChannelScale,
+    RMSNormUnit,
+    RsqrtFactor,
+    SumOfSquares,
+    factor_bits,
+    sum_sq_bits,
+)
 from nsllm.model import numerics as nx
 
 from .amaranth_stream_tb import run_stream
@@ -76,7 +85,7 @@ def test_rmsnorm_widths_follow_max_d():
 
 @pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 def test_rmsnorm_init_wrong_max_d():
-    with pytest.raises(ValueError, match="max_d must be a positive integer"):
+    with pytest.raises(ValueError, match=r"^max_d must be a positive integer, not 0$"):
         RMSNormUnit(0)
 
 
@@ -107,11 +116,9 @@ def test_channel_scale_shift(shift):
             f"expected {expect[k]} for x={x[k]} mant={mant[k]}")
 
 
-def test_norm_equals_integer_arithmetic(tiny_weights):
+def test_norm_equals_integer_arithmetic(tiny_weights, tiny_arith):
     """RMSNormUnit → ChannelScale with a real norm weight equals IntegerArithmetic.norm."""
-    from nsllm.model.integer import IntegerArithmetic
-
-    ar = IntegerArithmetic(tiny_weights)
+    ar = tiny_arith
     name = "layers.0.attn_norm.weight"
     mult = ar.params.norms[name]
     d = tiny_weights.config.hidden_size
@@ -131,7 +138,7 @@ def test_norm_equals_integer_arithmetic(tiny_weights):
 
 
 def test_channel_scale_port_shift_rejects_non_integers():
-    with pytest.raises(TypeError, match="shift must be an integer"):
+    with pytest.raises(TypeError, match=r"^shift must be an integer, not 1\.5$"):
         ChannelScale.port_shift(1.5)
 
 
@@ -174,3 +181,116 @@ def test_channel_scale_full_rate():
                      setup=lambda ctx: ctx.set(dut.shift, 3))
     cycles = [r.cycle for r in got]
     assert cycles == list(range(cycles[0], cycles[0] + 40))
+
+
+# --- SumOfSquares -------------------------------------------------------------------------------
+# one line per case: lanes, max_d, words per vector (lanes · words ≤ max_d), gap, stall
+SUM_SQ_CASES = [(1, 16, 16, 0.3, 0.3), (4, 64, 16, 0.0, 0.0), (8, 512, 64, 0.4, 0.5),
+                (3, 30, 10, 0.2, 0.6), (16, 5632, 352, 0.0, 0.3)]
+
+
+@pytest.mark.parametrize("lanes,max_d,words,gap,stall", SUM_SQ_CASES)
+def test_sum_of_squares_is_exact(lanes, max_d, words, gap, stall):
+    dut = SumOfSquares(lanes, max_d)
+    rng = np.random.default_rng(lanes + words)
+    vectors = [np.full((words, lanes), A_MIN), np.zeros((words, lanes), np.int64),  # widest, 0
+               rng.integers(A_MIN, A_MAX + 1, (1, lanes)),  # one beat
+               rng.integers(-5, 6, (words, lanes)), rng.integers(A_MIN, A_MAX + 1, (words, lanes))]
+    items = [{"x": v[k].tolist(), "last": int(k == len(v) - 1)} for v in vectors
+             for k in range(len(v))]
+    got = run_stream(dut, items, len(vectors), gap=gap, stall=stall, seed=lanes)
+    assert [r.payload.sum_sq for r in got] == [int(np.sum(v.astype(object) ** 2))
+                                               for v in vectors]
+
+
+def test_sum_of_squares_total_leaves_three_cycles_after_last():
+    dut = SumOfSquares(2, 8)
+    items = [{"x": [3, 4], "last": 0}, {"x": [1, -1], "last": 1}, {"x": [2, 2], "last": 1}]
+    got = run_stream(dut, items, 2, gap=0.0, stall=0.0)
+    assert [(r.cycle, r.payload.sum_sq) for r in got] == [(5, 27), (6, 8)]
+
+
+def test_sum_of_squares_width_holds_the_largest_sum():
+    assert SumOfSquares(16, 5632).ss_bits == sum_sq_bits(5632) == (5632 * A_MIN ** 2).bit_length()
+
+
+# --- RsqrtFactor --------------------------------------------------------------------------------
+def factor_inputs(max_d, rng):
+    """Σx² of every bit length up to the unit's width (each exponent and table region), the
+    extremes, and sqrt_d values from 1 to the port's largest."""
+    ss_bits = sum_sq_bits(max_d)
+    port_max = (1 << nx.sqrt_d_const(max_d).bit_length()) - 1
+    sums = [0, 1, 2, 3, (1 << ss_bits) - 1, max_d * A_MIN ** 2]
+    for bits in range(1, ss_bits + 1):
+        sums += [1 << (bits - 1), int(rng.integers(1 << (bits - 1), 1 << bits))]
+    sqrt_ds = [nx.sqrt_d_const(d) for d in (1, 2, max_d // 2 or 1, max_d)] + [1, port_max]
+    return [(ss, sqrt_ds[k % len(sqrt_ds)]) for k, ss in enumerate(sums)]
+
+
+@pytest.mark.parametrize("max_d,gap,stall", [(16, 0.3, 0.3), (512, 0.0, 0.0), (5632, 0.5, 0.4)])
+def test_rsqrt_factor_equals_numerics(max_d, gap, stall):
+    dut = RsqrtFactor(max_d)
+    cases = factor_inputs(max_d, np.random.default_rng(max_d))
+    got = run_stream(dut, [{"sum_sq": ss, "sqrt_d": q} for ss, q in cases], len(cases),
+                     gap=gap, stall=stall, seed=max_d & 0xFF)
+    for (ss, q), r in zip(cases, got, strict=True):
+        want_r, want_shift = nx.rsqrt_factor(np.array([ss], dtype=np.int64), 1, sqrt_d=q)
+        assert (r.payload.r, r.payload.shift) == (int(want_r[0]), int(want_shift[0])), (
+            f"RsqrtFactor: sum_sq={ss} sqrt_d={q}: got ({r.payload.r}, {r.payload.shift}), "
+            f"expected ({int(want_r[0])}, {int(want_shift[0])})")
+        assert r.payload.shift <= dut.max_shift
+
+
+def test_rsqrt_factor_width_holds_every_sqrt_d_port_value():
+    for max_d in (1, 16, 512, 5632):
+        port_max = (1 << nx.sqrt_d_const(max_d).bit_length()) - 1
+        r, _ = nx.rsqrt_factor(np.array([1]), 1, sqrt_d=port_max)  # the largest table entry
+        assert int(r[0]).bit_length() == factor_bits(max_d)
+
+
+def test_rsqrt_factor_takes_four_cycles_per_vector_and_waits_for_the_sink():
+    dut = RsqrtFactor(16)
+    items = [{"sum_sq": 1000 * k + 1, "sqrt_d": 1024} for k in range(4)]
+    fast = run_stream(dut, items, 4, gap=0.0, stall=0.0)
+    assert [r.cycle for r in fast] == [5, 9, 13, 17]
+    slow = run_stream(RsqrtFactor(16), items, 4, gap=0.0, stall=0.8, seed=3)
+    assert [(r.payload.r, r.payload.shift) for r in slow] == [
+        (r.payload.r, r.payload.shift) for r in fast]
+
+
+@pytest.mark.parametrize("factory,message", [
+    (lambda: RsqrtFactor(0), r"^max_d must be a positive integer, not 0$"),
+    (lambda: SumOfSquares(0, 16), r"^lanes and max_d must be positive integers, not 0, 16$"),
+    (lambda: SumOfSquares(4, -1), r"^lanes and max_d must be positive integers, not 4, -1$"),
+    (lambda: ChannelScale(mant_bits=1), r"^mant_bits and x_bits must be integers ≥ 2, not 1, 24$"),
+    (lambda: ChannelScale(x_bits=0), r"^mant_bits and x_bits must be integers ≥ 2, not 16, 0$"),
+])
+def test_init_wrong_arguments(factory, message):
+    with pytest.raises(ValueError, match=message):
+        factory()
+
+
+# --- ChannelScale at other widths (the requantiser's: accumulator sums × int32 mantissas) -------
+# one line per case: x_bits, mant_bits, shift
+WIDE_SCALE_CASES = [(20, 32, 1), (20, 32, 17), (20, 32, 40), (30, 32, 50), (30, 32, 63),
+                    (30, 32, 100), (14, 32, 24), (12, 8, 3), (12, 8, -2), (30, 32, 0),
+                    (20, 32, -30)]
+
+
+@pytest.mark.parametrize("x_bits,mant_bits,shift", WIDE_SCALE_CASES)
+def test_channel_scale_other_widths_equals_requant_q(x_bits, mant_bits, shift):
+    dut = ChannelScale(mant_bits=mant_bits, x_bits=x_bits)
+    rng = np.random.default_rng(x_bits * 64 + shift)
+    x_lo, x_hi = -(1 << (x_bits - 1)), (1 << (x_bits - 1)) - 1
+    m_lo, m_hi = -(1 << (mant_bits - 1)), (1 << (mant_bits - 1)) - 1
+    x = [x_lo, x_hi, x_lo, x_hi, 0, 1, -1] + [int(v) for v in rng.integers(x_lo, x_hi + 1, 40)]
+    mant = [m_lo, m_hi, m_hi, m_lo, m_hi, 1, m_hi] + [
+        int(v) for v in rng.integers(m_lo, m_hi, 40, endpoint=True)]
+    items = [{"x": a, "mant": b, "last": int(k % 6 == 5)}
+             for k, (a, b) in enumerate(zip(x, mant, strict=True))]
+    got = run_stream(dut, items, len(items), gap=0.3, stall=0.3, seed=shift & 0xFF,
+                     setup=lambda ctx: ctx.set(dut.shift, dut.port_shift(shift)))
+    # Python integers: the products are wider than int64 for the widest cases
+    expect = [int(nx.saturate(nx.shift_round(a * b, shift))) for a, b in zip(x, mant, strict=True)]
+    assert [r.payload.x for r in got] == expect
+    assert [r.payload.last for r in got] == [k % 6 == 5 for k in range(len(items))]

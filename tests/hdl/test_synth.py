@@ -60,6 +60,7 @@ def test_core_ternary_paths_have_no_multiplier():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", MULTIPLIER_FREE)
 def test_no_mul_no_dsp_after_synth_xilinx_at_board_size(name):
+    """320 lanes × 125 words (fan-in 8192), 64-byte words, D ≤ 15: full synthesis."""
     syn = synthesize(name, "board")
     assert syn.multipliers == {}, f"{name}: multiplier cells before mapping {syn.multipliers}"
     assert syn.dsps == 0, f"{name}: {syn.dsps} DSP cells after synth_xilinx"

@@ -34,7 +34,8 @@ def test_default_model_generates_the_golden_tokens_on_the_core(ports):
             assert first is None, (f"{ports} ports, {packing}, {prompt!r}: token {first}: "
                                    f"golden {want[first]}, core {got[first]}")
         s = backend.summary.as_dict()
-        assert 0 < s["firing_rate"] < 1 and s["cycles_per_token"] > 0
+        # the shipped model is trained sparse (card: weighted firing ≈ 0.3 on held-out text)
+        assert 0.05 < s["firing_rate"] < 0.5 and s["cycles_per_token"] > 0
         per_port = s["weight_bytes_per_port"]
         assert len(per_port) == ports and sum(per_port) == pytest.approx(
             s["weight_bytes_per_token"])

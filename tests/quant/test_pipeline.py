@@ -90,6 +90,18 @@ def test_mse_optimal_theta_beats_neighbours():
     assert mse_optimal_theta(x, 15) < mse_optimal_theta(x, 7) < mse_optimal_theta(x, 1)
 
 
+def test_theta_table_uses_each_layers_delta_and_keeps_a_better_trained_theta():
+    from nsllm.quant.calibrate import theta_table
+
+    x = np.random.default_rng(1).standard_normal(20_000)
+    th15 = mse_optimal_theta(x, 15)
+    t = theta_table({"a": x}, (3, 15), keep={"a": th15})
+    assert t["a"][15] == th15  # the trained θ is the optimum here: kept
+    assert t["a"][3] == mse_optimal_theta(x, 3) != th15  # a worse trained θ is replaced
+    shifted = theta_table({"a": x}, (3,), deltas={"a": 1.0})["a"][3]
+    assert shifted == mse_optimal_theta(x, 3, 1.0) and shifted != mse_optimal_theta(x, 3)
+
+
 def test_reservoir_is_bounded_and_uniform():
     r = _Reservoir(1000, np.random.default_rng(0))
     for k in range(100):

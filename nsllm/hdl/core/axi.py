@@ -167,7 +167,8 @@ class ReadArbiter(wiring.Component):
                                  self.clients[i].req.ready.eq(self.o_req.ready & route.w_rdy)]
         m.d.comb += [self.o_req.valid.eq(any_req & route.w_rdy),
                      route.w_data.eq(grant | (self.o_req.p.beats << cbits)),
-                     route.w_en.eq(self.o_req.valid & self.o_req.ready)]
+                     # a request of zero beats gets no response: it must not wait in the route
+                     route.w_en.eq(self.o_req.valid & self.o_req.ready & (self.o_req.p.beats != 0))]
 
         # responses: to the client at the head of the route FIFO
         head = route.r_data[:cbits]

@@ -276,7 +276,8 @@ class LinearUnit(wiring.Component):
             wiring.connect(m, st.read, wiring.flipped(self.ports[k]))
             wiring.connect(m, st.o_beat, bk.i_stream)
         drained = Signal()
-        m.d.comb += drained.eq(encode_done & ~Cat(*(f.r_rdy for f in fifos)).any()
+        # FIFO levels, not r_rdy: an entry shows at the read side a cycle after it is written
+        m.d.comb += drained.eq(encode_done & ~Cat(*(f.level != 0 for f in fifos)).any()
                                & ~Cat(*(s.busy for s in streamers)).any()
                                & ~Cat(*(b.busy for b in banks)).any())
         m.d.comb += [

@@ -123,6 +123,6 @@ class WeightStreamer(wiring.Component):
             self.o_beat.p.trits.eq(u.p.trits), self.o_beat.p.count.eq(u.p.side.count),
             self.o_beat.p.word.eq(u.p.side.word), self.o_beat.p.first.eq(u.p.side.first),
             self.error.eq(unpack.error),
-            self.busy.eq(counts.r_rdy | u.valid),
+            self.busy.eq((counts.level != 0) | u.valid),
         ]
         return m
