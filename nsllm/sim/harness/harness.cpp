@@ -207,8 +207,12 @@ struct Sim {
   // depend on registers only. That is checked: the first kCheckCycles fast cycles, and one in
   // kCheckEvery after, also settle the model the slow way and compare; one difference and this
   // simulation uses step() from then on.
+  // Off: with it on, core runs hang or lose beats (tests/host/test_conformance.py,
+  // test_device_sim.py::test_timeout_names_the_status, test_core_spikes.py, the demo, and the
+  // XRT stand-in runs of tests/boards fail; all pass with it off), so some sampled output does
+  // depend on this cycle's inputs in cycles the sparse check does not see.
   static constexpr uint64_t kCheckCycles = 4096, kCheckEvery = 1024;
-  bool fast_ok = true;
+  bool fast_ok = false;
   uint64_t fast_cycles = 0;
 
   void fast_step() {
