@@ -105,11 +105,16 @@ def save_model(weights: ModelWeights, path: str | os.PathLike, packing: str = "b
     """
     from ..outputs import write_bytes
 
+    return write_bytes(path, encode_model(weights, packing))
+
+
+def encode_model(weights: ModelWeights, packing: str = "base3") -> bytes:
+    """The bytes :func:`save_model` writes (validated first); ``len()`` of it is the file size."""
     if packing not in PACKINGS:
         raise ValueError(f"unknown packing {packing!r}; choose from {PACKINGS}")
     weights.validate()
     meta = {"format": FORMAT_NAME, "packing": packing, "config": weights.config.to_json()}
-    return write_bytes(path, encode_file(model_tensors(weights, packing), meta))
+    return encode_file(model_tensors(weights, packing), meta)
 
 
 def _parse_header(path: Path, raw: bytes, size: int) -> tuple[dict, int, bool]:

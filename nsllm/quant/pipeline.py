@@ -104,7 +104,8 @@ def run_pipeline(settings: PipelineSettings, out: str | os.PathLike, *, train_se
     """Run every stage; write the model to ``out`` and its card to ``out`` with ``.json``."""
     from ..data.corpus import calibration_text, pydoc_corpus
     from ..model import load_model
-    from ..model.fileformat import save_model
+    from ..model.fileformat import encode_model, save_model
+    from ..outputs import write_bytes, write_json, write_text
     from .allocation import allocate
     from .evaluation import tensor_bytes
     from .probe import QuantProbe, layer_weights
@@ -138,7 +139,7 @@ def run_pipeline(settings: PipelineSettings, out: str | os.PathLike, *, train_se
         weights, train_report = train(train_settings, log=log)
         trained_path = work / f"{out.stem}.trained.nsllm"
         save_model(weights, trained_path)
-        trained_path.with_suffix(".train.json").write_text(json.dumps(train_report, indent=1))
+        write_json(trained_path.with_suffix(".train.json"), train_report)
         log(f"  trained model: {trained_path}")
     times["train"] = round(time.time() - t, 1)
     stages["trained"] = heldout_row(weights, held)
@@ -197,14 +198,15 @@ def run_pipeline(settings: PipelineSettings, out: str | os.PathLike, *, train_se
         f"{twin['bits_per_byte']:.4f}")
 
     # 8. model and card
-    save_model(final, out)
+    encoded = encode_model(final)  # the card is written in the same transaction: no read-back
+    write_bytes(out, encoded)
     cfg = final.config
     card = {
         "model": out.name, "name": cfg.name,
         "shape": {"vocab_size": cfg.vocab_size, "hidden_size": cfg.hidden_size,
                   "num_layers": cfg.num_layers, "intermediate_size": cfg.intermediate_size},
         "parameters": cfg.num_parameters(), "ternary_weights": cfg.num_ternary_weights(),
-        "file_bytes": out.stat().st_size, "tensor_bytes": tensor_bytes(final),
+        "file_bytes": len(encoded), "tensor_bytes": tensor_bytes(final),
         "corpus": "pydoc_data.topics, topics sorted by name, every 10th held out",
         "heldout_bytes": int(len(held)),
         "budgets": {"average_D": settings.budget, "kl": settings.kl_budget},
@@ -228,7 +230,7 @@ def run_pipeline(settings: PipelineSettings, out: str | os.PathLike, *, train_se
         card["training"] = train_report
         card["train_bytes"] = train_report.get("train_bytes")
     card_path = out.with_suffix(".json")
-    card_path.write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n")
+    write_text(card_path, json.dumps(card, indent=1, ensure_ascii=False) + "\n")
     log(f"[pipeline] wrote {out} and {card_path}")
     return card
 

@@ -78,8 +78,10 @@ def test_train_command_rejects_bad_options(capsys, tmp_path):
     from nsllm.cli import main
 
     out = str(tmp_path / "m.nsllm")
-    assert main(["train", "--out", out, "--firing-target", "2"]) == 2
-    assert "firing-target must be in (0, 1)" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # an option out of range: argparse's usage error
+        main(["train", "--out", out, "--firing-target", "2"])
+    assert stop.value.code == 2
+    assert "--firing-target: must be a firing rate in (0, 1], not 2" in capsys.readouterr().err
     assert main(["train", "--out", out, "--init", str(tmp_path / "none.nsllm")]) == 2
     assert "no such model file" in capsys.readouterr().err
 
