@@ -7,6 +7,7 @@ from nsllm.hdl import registry
 from nsllm.sim import toolchain
 from nsllm.sim.cocotb_runner import VERILATOR_WAIVERS
 
+
 def test_every_component_module_is_present():
     specs = registry.components(strict=True)
     assert registry.missing_modules() == []
