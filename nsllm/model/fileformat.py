@@ -95,17 +95,19 @@ def model_tensors(weights: ModelWeights, packing: str) -> dict[str, np.ndarray]:
     return tensors
 
 
-def save_model(weights: ModelWeights, path: str | os.PathLike, packing: str = "base3") -> Path:
+def save_model(weights: ModelWeights, path: str | os.PathLike, packing: str = "base3", *,
+               join: bool = True) -> Path:
     """Write a model (format version 2). ``packing`` is ``"base3"`` (5 trits/byte, default) or
     ``"2bit"``.
 
     The model is validated first (:meth:`ModelWeights.validate`: values the integer model or the
     device image cannot represent raise before anything is written), and the file is written
-    atomically (:func:`nsllm.outputs.write_bytes`: a temporary file, then a rename).
+    atomically (:func:`nsllm.outputs.write_bytes`: a temporary file, then a rename; with ``join``
+    false at once, not at the end of an enclosing transaction).
     """
     from ..outputs import write_bytes
 
-    return write_bytes(path, encode_model(weights, packing))
+    return write_bytes(path, encode_model(weights, packing), join=join)
 
 
 def encode_model(weights: ModelWeights, packing: str = "base3") -> bytes:
