@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 comma  := ,
 
-.PHONY: install demo test test-slow lint verilog sim analyze bench bench-quant resources \
+.PHONY: install demo test test-slow lint verilog sim analyze bench bench-sim bench-quant resources \
         train-dense model pareto train-hybrid bench-recall clean
 
 install: $(STAMP)
@@ -53,10 +53,20 @@ sim: install
 analyze: install
 	$(VENV)/bin/nsllm analyze --text pydoc-heldout --study clear-vs-ambiguous --out build/analysis
 
+# Measurements behind the docs' tables (each script's docstring says what it measures; results in
+# bench/results/). Minutes to an hour on 2 cores: the simulator runs build cores once (cached).
 bench: install
 	$(PY) bench/golden_speed.py
 	$(PY) bench/core_speed.py
 	$(PY) bench/sim_speed.py
+	$(PY) bench/ports.py
+	$(PY) bench/cycle_model.py
+	$(PY) bench/projection.py
+	$(PY) bench/verilog_size.py
+
+# Simulation speed of this tree's core against the single-port core of an earlier revision
+bench-sim: install
+	$(PY) bench/sim_vs_baseline.py
 
 # Post-hoc tools on the dense-trained model (the tables of docs/quantization.md §4–§6)
 bench-quant: install
@@ -82,6 +92,22 @@ pareto: install
 	  --points build/model/default.trained.nsllm,$(subst $(eval) ,$(comma),$(foreach t,$(PARETO_TARGETS),$(PARETO)/t$(t).nsllm)) \
 	  --shipped nsllm/data/default.nsllm --shipped-trained build/model/default.trained.nsllm \
 	  --sensitivity build/model/default.trained.nsllm=build/model/default.sensitivity.json
+
+# The shipped model, made by the whole pipeline: sparsity-aware fine-tuning of the dense-trained
+# model (firing-rate target 0.32, δ and θ learned) → sensitivity → allocation (average D ≤ 7) →
+# sparsification (KL ≤ 0.03) → integer golden model → held-out evaluation → card
+# (nsllm/data/default.json). Optional extra: the PyTorch CPU build (a local wheel here).
+model: install
+	$(VENV)/bin/pip install --quiet torch==2.13.0
+	$(VENV)/bin/nsllm pipeline --init nsllm/data/dense.nsllm --out nsllm/data/default.nsllm \
+	  --workdir build/model --steps 300 --warmup 20 --lr 1e-3 --delta-mode learn \
+	  --firing-target 0.32 --eval-every 50 --budget 7 --kl-budget 0.03
+
+# Retrain the dense model the pipeline starts from (≈ 35 min on 2 cores)
+train-dense: install
+	$(VENV)/bin/pip install --quiet torch==2.13.0
+	$(VENV)/bin/nsllm train --out nsllm/data/dense.nsllm --card build/dense.train.json \
+	  --steps 800 --seed 0
 
 # Retrain the shipped hybrid model (MLGRU + spike-based linear attention in layers 1 and 3)
 train-hybrid: install

