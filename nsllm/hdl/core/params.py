@@ -157,18 +157,22 @@ class CoreParams:
         return -(-self.scratch_entries // self.vector)
 
     @classmethod
-    def board(cls, preset_name: str = "nsllm-1.5b", **overrides) -> CoreParams:
+    def board(cls, preset_name: str = "nsllm-1.5b", *, sla: bool = False,
+              **overrides) -> CoreParams:
         """The VCK190 build: 512-bit ports, vector 16, three weight ports (DDR4 and both
-        LPDDR4 controllers), both packings, the maxima of ``preset_name``, and an SLA unit for
-        a hybrid of that shape: 7 SLA layers (of 28 for ``nsllm-1.5b``) of d_h = 128, 32 state
-        entries per cycle (5.25 MiB of state in URAM)."""
+        LPDDR4 controllers), both packings, the maxima of ``preset_name``. With ``sla``, an SLA
+        unit for a hybrid of that shape: one SLA layer in four (7 of 28 for ``nsllm-1.5b``) of
+        d_h = 128, 32 state entries per cycle (:attr:`sla_state_bytes`: 5.25 MiB on chip for
+        ``nsllm-1.5b``)."""
         from nsllm.model.config import preset
 
+        cfg = preset(preset_name)
         values = dict(port_bytes=64, vector=16, weight_ports=3, packings=("2bit", "base3"),
-                      max_D=max(nx.SPIKE_COUNT_SET), max_sla_layers=7, max_head_dim=128,
-                      sla_lanes=32)
+                      max_D=max(nx.SPIKE_COUNT_SET))
+        if sla:
+            values.update(max_sla_layers=cfg.num_layers // 4, max_head_dim=128, sla_lanes=32)
         values.update(overrides)
-        return cls.for_model(preset(preset_name), **values)
+        return cls.for_model(cfg, **values)
 
     @classmethod
     def sim(cls, **overrides) -> CoreParams:
