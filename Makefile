@@ -5,8 +5,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 comma  := ,
 
-.PHONY: install demo test test-slow lint verilog sim analyze bench bench-sim bench-quant resources \
-        train-dense model pareto train-hybrid bench-recall clean
+.PHONY: install demo test test-slow lint verilog board sim analyze bench bench-sim bench-quant \
+        resources train-dense model pareto train-hybrid bench-recall clean
 
 install: $(STAMP)
 
@@ -46,6 +46,10 @@ lint: install
 
 verilog: install
 	$(VENV)/bin/nsllm verilog --out build/verilog
+
+# The VCK190 Vitis project of the published model's shape (docs/board.md); then `make -C build/vck190`
+board: install
+	$(VENV)/bin/nsllm build --board vck190 --preset nsllm-1.5b --out build/vck190
 
 sim: install
 	$(PY) -m pytest -q tests/hdl -k cocotb

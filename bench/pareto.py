@@ -1,21 +1,25 @@
 """The sparsity trade-off: held-out bits/byte against weighted firing rate and against average D.
 
     .venv/bin/python bench/pareto.py --points A.nsllm,B.nsllm,... --dense DENSE.nsllm
-        [--control CONTROL.nsllm] [--shipped SHIPPED.nsllm]
-        [--sensitivity MODEL=REPORT.json,...] [--budgets 3,5,7]
+        [--dense-mixed DENSE_B7.nsllm] [--control CONTROL.nsllm] [--shipped SHIPPED.nsllm]
+        [--shipped-trained TRAINED.nsllm] [--sensitivity MODEL=REPORT.json,...]
+        [--budgets 3,5] [--previous OLD_RESULTS.json]
 
 * Every **trained point** (sparsity-aware QAT, its training card ``X.train.json`` beside it) is
-  measured as trained (D = 15, learned θ and δ).
+  measured as trained (its own D per layer, learned θ and δ); the table names its starting model,
+  steps, firing target, distillation teacher and average D.
 * The **baseline curves**: the dense-trained model with post-hoc δ (same δ added in every layer,
-  the grid below), and, with ``--control``, the dense model fine-tuned for as many steps as the
-  sparse points but without a firing-rate target (same post-hoc δ), so that extra training alone
-  is not counted as the gain of sparsity-aware training.
+  the grid below); with ``--dense-mixed``, the same for the dense model at an allocated mixed D
+  (the fair baseline for points trained at that D); with ``--control``, a model fine-tuned like
+  the points but without a firing-rate target, so that extra training alone is not counted as the
+  gain of sparsity-aware training.
 * **Margin at equal firing rate**: the baseline curve's bits/byte at the point's firing rate
   (linear interpolation between its measured points) minus the point's bits/byte; positive means
   sparsity-aware training is better. No number when the point lies outside the curve's range.
-* **Against average D**: the mixed-timestep allocation (sensitivity report → DP) at each budget,
-  for the dense model and for ``--shipped``'s trained model (reports passed with
-  ``--sensitivity`` are reused, else measured).
+* **Against average D**: the mixed-timestep allocation (sensitivity report → DP) at each budget
+  below the model's own D, for the dense model and for ``--shipped-trained`` (reports passed with
+  ``--sensitivity`` are reused, else measured); the trained points at their own average D.
+* ``--previous``: points of an earlier results file (models not kept) are shown, marked reused.
 
 Everything is measured on the held-out text with the integer golden model. Prints Markdown tables,
 writes ``bench/results/pareto.json`` and ``docs/figures/pareto.png``.
@@ -73,6 +77,11 @@ def posthoc_curve(weights, held, log, measured: list[dict] | None = None) -> lis
     return rows
 
 
+def measure_avg_d(weights) -> float:
+    return weighted_average({n: q.D for n, q in weights.config.quant.items()},
+                            layer_weights(weights))
+
+
 def interpolate(curve: list[dict], firing: float) -> float | None:
     pts = sorted((r["weighted_firing"], r["bits_per_byte"]) for r in curve)
     xs, ys = [p[0] for p in pts], [p[1] for p in pts]
@@ -87,11 +96,16 @@ def train_card(path: Path) -> dict:
 
 
 def d_curve(weights, held, calib, budgets, report, log) -> list[dict]:
+    """The model as it is, then allocated under each budget below its own average D."""
+    own = measure(weights, held)
+    budgets = [B for B in budgets if B < own["average_D"] - 1e-9]
+    rows = [{"budget": own["average_D"], "as_trained": True, **own}]
+    if not budgets:
+        return rows
     if report is None:
         thetas = calibration_thetas(weights, calib)
         report = measure_sensitivity(QuantProbe(weights, calib), thetas)
     probe = QuantProbe(weights, calib)
-    rows = [{"budget": 15.0, **measure(weights, held)}]
     for B in budgets:
         alloc = allocate(report.cost_table("kl"), layer_weights(weights), B)
         rows.append({"budget": B, **measure(apply_timesteps(probe, report.thetas, alloc.D), held)})
@@ -103,11 +117,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--points", required=True, help="trained models, comma-separated")
     ap.add_argument("--dense", required=True, help="the dense-trained model (δ = 0)")
-    ap.add_argument("--control", default=None, help="dense fine-tuned without a target")
+    ap.add_argument("--dense-mixed", default=None,
+                    help="the dense model at an allocated mixed D (post-hoc δ baseline at that D)")
+    ap.add_argument("--control", default=None, help="fine-tuned like the points, no target")
+    ap.add_argument("--previous", default=None,
+                    help="an earlier results file whose points are shown too (marked reused)")
     ap.add_argument("--shipped", default=None, help="pipeline output (its card has the stages)")
     ap.add_argument("--shipped-trained", default=None, help="the shipped model before allocation")
     ap.add_argument("--sensitivity", default="", help="MODEL=REPORT.json pairs, comma-separated")
     ap.add_argument("--budgets", default="3,5,7")
+    ap.add_argument("--labels", default="",
+                    help="MODEL=LABEL pairs, comma-separated: what each point is (table and plot)")
     ap.add_argument("--reuse", default="bench/results/sparsify.json",
                     help="bench/sparsify.py results of the dense model: its held-out δ curve is "
                          "reused ('' to measure everything)")
@@ -135,18 +155,26 @@ def main() -> None:
     dense = load_model(args.dense)
     reuse = json.loads(Path(args.reuse).read_text())["heldout_curve"] if args.reuse else None
     baselines = {"dense-trained + post-hoc δ": posthoc_curve(dense, held, log, reuse)}
+    if args.dense_mixed:
+        mixed = load_model(args.dense_mixed)
+        label = f"dense-trained at average D {measure_avg_d(mixed):.2f} + post-hoc δ"
+        log(label)
+        baselines[label] = posthoc_curve(mixed, held, log)
     if args.control:
-        log("control (dense fine-tuned, no target), post-hoc δ")
-        baselines["dense fine-tuned (no target) + post-hoc δ"] = posthoc_curve(
+        log("control (fine-tuned without a target), post-hoc δ")
+        baselines["control (fine-tuned, no target) + post-hoc δ"] = posthoc_curve(
             load_model(args.control), held, log)
+    labels = dict(pair.split("=", 1) for pair in filter(None, args.labels.split(",")))
     points = []
-    for path in map(Path, args.points.split(",")):
+    for path in map(Path, filter(None, args.points.split(","))):
         card = train_card(path)
         s = card.get("settings", {})
-        row = {"model": path.name, "firing_target": s.get("firing_target"),
+        row = {"model": path.name, "label": labels.get(path.name, labels.get(str(path))),
+               "firing_target": s.get("firing_target"),
                "steps": s.get("steps"), "firing_ramp": s.get("firing_ramp", 0),
-               "init": s.get("init"),
-               "train_seconds": card.get("train_seconds"),
+               "init": s.get("init"), "distill": s.get("distill"),
+               "distill_weight": s.get("distill_weight") if s.get("distill") else None,
+               "lr": s.get("lr"), "train_seconds": card.get("train_seconds"),
                **measure(load_model(path), held)}
         for name, curve in baselines.items():
             b = interpolate(curve, row["weighted_firing"])
@@ -154,6 +182,10 @@ def main() -> None:
             row[f"baseline bpb, {name}"] = None if b is None else round(b, 4)
         points.append(row)
         log(f"  point {row}")
+    previous = []
+    if args.previous:
+        previous = [{**p, "reused": True}
+                    for p in json.loads(Path(args.previous).read_text())["points"]]
     d_curves = {}
     log("against average D: dense")
     if args.reuse_allocation:
@@ -168,7 +200,7 @@ def main() -> None:
                                             reports.get(str(Path(args.dense))), log)
     if args.shipped_trained:
         log("against average D: shipped model's trained stage")
-        d_curves["sparsity-aware trained (shipped run)"] = d_curve(
+        d_curves["sparsity-aware trained (shipped run's trained stage)"] = d_curve(
             load_model(args.shipped_trained), held, calib, budgets,
             reports.get(str(Path(args.shipped_trained))), log)
     shipped = None
@@ -176,26 +208,27 @@ def main() -> None:
         shipped = {"model": Path(args.shipped).name, **measure(load_model(args.shipped), held)}
 
     res = {"heldout_bytes": len(held), "posthoc_deltas": POSTHOC, "baselines": baselines,
-           "points": points, "d_curves": d_curves, "shipped": shipped,
+           "points": points, "previous_points": previous, "d_curves": d_curves,
+           "shipped": shipped,
            "seconds": round(time.time() - t0, 1)}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(res, indent=1) + "\n")
     plot(res, args.plot)
 
-    print("\n| model | firing target | weighted firing | bits/byte | baseline at equal firing "
-          "(dense + post-hoc δ) | margin | baseline (control + post-hoc δ) | margin |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     names = list(baselines)
-    for p in points:
+    print("\n| point | init | steps | r* | distill | average D | weighted firing | bits/byte | "
+          + " | ".join(f"margin vs {n}" for n in names) + " |")
+    print("| --- " * (8 + len(names)) + "|")
+    for p in points + previous:
         cells = []
-        for n in names[:2]:
-            b, m = p[f"baseline bpb, {n}"], p[f"margin vs {n}"]
-            cells += ["outside the curve" if b is None else f"{b:.4f}",
-                      "—" if m is None else f"{m:+.4f}"]
-        if len(names) == 1:
-            cells += ["—", "—"]
-        print(f"| {p['model']} ({p['steps']} steps, ramp {p['firing_ramp']}) | "
-              f"{p['firing_target']} | {p['weighted_firing']:.3f} | "
+        for n in names:
+            m = p.get(f"margin vs {n}")
+            cells.append("—" if m is None else f"{m:+.4f} (baseline {p[f'baseline bpb, {n}']:.4f})")
+        init = Path(p["init"]).name if p.get("init") else "scratch"
+        kd = f"{Path(p['distill']).name} α={p['distill_weight']}" if p.get("distill") else "—"
+        name = p.get("label") or p["model"]
+        print(f"| {name}{' (reused)' if p.get('reused') else ''} | {init} | {p['steps']} | "
+              f"{p['firing_target']} | {kd} | {p['average_D']:.2f} | {p['weighted_firing']:.3f} | "
               f"{p['bits_per_byte']:.4f} | " + " | ".join(cells) + " |")
     for name, curve in baselines.items():
         print(f"\n{name}: " + ", ".join(f"δ+{r['delta']:g}: {r['weighted_firing']:.3f} / "
@@ -204,7 +237,8 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- |")
     for name, rows in d_curves.items():
         for r in rows:
-            print(f"| {name} | {r['budget']:g} | {r['average_D']:.2f} | "
+            budget = "as trained" if r.get("as_trained") else f"{r['budget']:g}"
+            print(f"| {name} | {budget} | {r['average_D']:.2f} | "
                   f"{r['weighted_firing']:.3f} | {r['bits_per_byte']:.4f} |")
     if shipped:
         print(f"\nshipped: {shipped}")
@@ -221,12 +255,20 @@ def plot(res: dict, path: str) -> None:
     for (name, curve), style in zip(res["baselines"].items(), ("o-", "s--"), strict=False):
         a.plot([r["weighted_firing"] for r in curve], [r["bits_per_byte"] for r in curve], style,
                label=name, alpha=0.8)
-    pts = res["points"]
-    a.plot([p["weighted_firing"] for p in pts], [p["bits_per_byte"] for p in pts], "r*",
-           markersize=12, label="sparsity-aware QAT (D = 15)")
-    for p in pts:
-        a.annotate(f"r*={p['firing_target']}", (p["weighted_firing"], p["bits_per_byte"]),
-                   fontsize=7, textcoords="offset points", xytext=(4, -10))
+    groups: dict[str, list[dict]] = {}
+    for p in res["points"] + res.get("previous_points", []):
+        key = f"sparsity-aware QAT, average D {p['average_D']:.1f}"
+        if p.get("reused"):
+            key += " (earlier run)"
+        groups.setdefault(key, []).append(p)
+    for (key, pts), style in zip(groups.items(), ("r*", "m^", "c*", "gv"), strict=False):
+        a.plot([p["weighted_firing"] for p in pts], [p["bits_per_byte"] for p in pts], style,
+               markersize=11 if "*" in style else 7, label=key,
+               fillstyle="none" if "earlier" in key else "full")
+        for p in pts:
+            a.annotate(p.get("label") or f"r*={p['firing_target']}",
+                       (p["weighted_firing"], p["bits_per_byte"]), fontsize=6,
+                       textcoords="offset points", xytext=(4, -10))
     if res.get("shipped"):
         s = res["shipped"]
         a.plot([s["weighted_firing"]], [s["bits_per_byte"]], "kD", markersize=8,
@@ -242,6 +284,11 @@ def plot(res: dict, path: str) -> None:
         for r in rows:
             b.annotate(f"{r['weighted_firing']:.2f}", (r["average_D"], r["bits_per_byte"]),
                        fontsize=7, textcoords="offset points", xytext=(3, 3))
+    for key, pts in groups.items():
+        if "earlier" not in key:
+            b.plot([p["average_D"] for p in pts], [p["bits_per_byte"] for p in pts], "r*",
+                   markersize=9, label="sparsity-aware QAT at its D" if key == next(iter(groups))
+                   else None)
     b.set_xlabel("average D (weighted by #weights)")
     b.set_ylabel("held-out bits/byte (integer model)")
     b.set_title("labels: weighted firing rate", fontsize=8)

@@ -24,7 +24,7 @@ if str(ROOT) not in sys.path:
 
 from nsllm.boards import get_board  # noqa: E402
 from nsllm.hdl import registry  # noqa: E402
-from nsllm.hdl.core import CoreParams  # noqa: E402
+from nsllm.hdl.core import CoreParams, ternary_paths  # noqa: E402
 from nsllm.hdl.synth import core_resources, synthesize  # noqa: E402
 
 COLUMNS = ("LUT", "FF", "BRAM", "URAM", "DSP")
@@ -45,13 +45,6 @@ def core_table(size: str) -> dict:
             "seconds": round(time.monotonic() - t0, 1), "cached": syn.cached,
             "synth_seconds": round(syn.seconds, 1)}
 
-
-def ternary_paths(params) -> list[str]:
-    """The instances of the core that must hold no multiplier (ARCHITECTURE §4)."""
-    paths = [f"nsllm_core.linear.streamer{k}" for k in range(params.weight_ports)]
-    paths += [f"nsllm_core.linear.bank{k}" for k in range(params.weight_ports)]
-    paths += [f"nsllm_core.linear.encoders.encoder{k}" for k in range(params.vector)]
-    return paths + ["nsllm_core.linear.queue"]
 
 
 def main(argv=None) -> int:

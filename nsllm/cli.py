@@ -21,9 +21,9 @@ from .model.packing import PACKINGS
 
 #: Packages contributing subcommands (each has ``<package>.commands.register(subparsers)``).
 COMMAND_MODULES = ("nsllm.quant.commands", "nsllm.hdl.commands", "nsllm.analysis.commands",
-                   "nsllm.perf.commands")
+                   "nsllm.perf.commands", "nsllm.boards.commands")
 
-BACKENDS = ("golden", "float", "sim")
+BACKENDS = ("golden", "float", "sim", "xrt")
 SIMULATORS = ("verilator", "icarus")
 
 
@@ -41,9 +41,10 @@ def load_weights(model: str | None):
 
 
 def make_backend(name: str, weights, simulator: str = "verilator", timeout: float | None = None,
-                 weight_ports: int = 1, packing: str = "2bit"):
-    """A generation backend: the golden model, the float reference, or the simulated core
-    (built, and cached, for ``weight_ports`` weight ports decoding ``packing``)."""
+                 weight_ports: int = 1, packing: str = "2bit", xclbin: str | None = None):
+    """A generation backend: the golden model, the float reference, the simulated core
+    (built, and cached, for ``weight_ports`` weight ports decoding ``packing``), or the board
+    through XRT (``xclbin``)."""
     from .host.generator import ModelBackend
     from .model import FloatModel, IntegerModel
 
@@ -60,6 +61,13 @@ def make_backend(name: str, weights, simulator: str = "verilator", timeout: floa
             timeout = 120.0 if simulator == "verilator" else 3600.0
         return sim_backend(weights, simulator=simulator, timeout=timeout,
                            weight_ports=weight_ports, packing=packing)
+    if name == "xrt":
+        from .boards.xrt import xrt_backend
+
+        if xclbin is None:
+            raise CommandError("--backend xrt needs --xclbin FILE (built by `nsllm build` and "
+                               "`make`, see docs/board.md)")
+        return xrt_backend(weights, xclbin, packing=packing, timeout=timeout or 10.0)
     raise CommandError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
 
 
@@ -148,7 +156,7 @@ def cmd_generate(args) -> int:
 
     weights = load_weights(args.model)
     backend = make_backend(args.backend, weights, args.simulator, args.timeout,
-                           args.weight_ports, args.packing)
+                           args.weight_ports, args.packing, args.xclbin)
     tok = tokenizer_for(weights, args.model)
     gen = Generator(backend, tok, temperature=args.temperature, top_k=args.top_k, seed=args.seed)
     if args.json:
@@ -174,7 +182,8 @@ def cmd_generate(args) -> int:
     summary = getattr(backend, "summary", None)
     if summary is not None:  # the core's counters: cycles, bytes fetched, firing rate
         out.update(summary.as_dict())
-        out.update(weight_ports=args.weight_ports, packing=args.packing)
+        ports = len(summary.port_bytes) or args.weight_ports  # the board reports its own
+        out.update(weight_ports=ports, packing=args.packing)
     if args.json:
         print(json.dumps(out))
     else:
@@ -230,14 +239,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arg(p)
     p.add_argument("--backend", "-b", default="golden", choices=BACKENDS,
                    help="golden: the bit-exact integer model; float: the float reference; "
-                        "sim: the generated core in a simulator")
+                        "sim: the generated core in a simulator; xrt: the board (--xclbin)")
     p.add_argument("--simulator", default="verilator", choices=SIMULATORS,
                    help="simulator of the core for --backend sim (default verilator)")
     p.add_argument("--weight-ports", type=options.integer(1, MAX_WEIGHT_PORTS,
                                                           what="a number of weight ports"),
                    default=1, help="weight ports of the simulated core (--backend sim; default 1)")
     p.add_argument("--packing", choices=PACKINGS, default="2bit",
-                   help="trit packing of the model image (--backend sim; default 2bit)")
+                   help="trit packing of the model image (--backend sim/xrt; default 2bit)")
+    p.add_argument("--xclbin", default=None,
+                   help="the kernel's xclbin for --backend xrt (XRT's libxrt_coreutil.so is "
+                        "found as docs/board.md says; NSLLM_XRT_LIBRARY overrides)")
     p.add_argument("--timeout", type=options.number(0.0, open_lo=True, what="a time in seconds"),
                    default=None,
                    help="seconds one token may take on the core before giving up with its "

@@ -156,10 +156,11 @@ def write_text(path: str | os.PathLike, text: str, *, join: bool = True) -> Path
     return write_bytes(path, text.encode("utf-8"), join=join)
 
 
-def write_json(path: str | os.PathLike, data, *, indent: int | None = 1, **dump_options) -> Path:
+def write_json(path: str | os.PathLike, data, *, indent: int | None = 1, join: bool = True,
+               **dump_options) -> Path:
     """Write ``data`` as JSON to ``path`` atomically (serialised first: a value JSON cannot hold
     fails before anything is written)."""
-    return write_text(path, json.dumps(data, indent=indent, **dump_options) + "\n")
+    return write_text(path, json.dumps(data, indent=indent, **dump_options) + "\n", join=join)
 
 
 def check_output(path: str | os.PathLike | None, option: str = "--out",

@@ -26,9 +26,9 @@ SHIPPED_MODELS = {"default": DEFAULT_MODEL, "nsllm-default": DEFAULT_MODEL,
 
 def resolve_model_path(path: str | os.PathLike | None) -> Path:
     """A model argument → a ``.nsllm`` file: ``None`` is the shipped default model, a shipped
-    model's name (``default``, ``hybrid``, ``dense``; see :data:`SHIPPED_MODELS`) that model unless a file or
-    folder of that name exists; a folder must hold exactly one ``.nsllm`` file (``model.nsllm``
-    preferred)."""
+    model's name (``default``, ``hybrid``, ``dense``; see :data:`SHIPPED_MODELS`) that model
+    unless a file or folder of that name exists; a folder must hold exactly one ``.nsllm`` file
+    (``model.nsllm`` preferred)."""
     if path is None:
         return DEFAULT_MODEL
     p = Path(path)

@@ -95,21 +95,28 @@ def model_tensors(weights: ModelWeights, packing: str) -> dict[str, np.ndarray]:
     return tensors
 
 
-def save_model(weights: ModelWeights, path: str | os.PathLike, packing: str = "base3") -> Path:
+def save_model(weights: ModelWeights, path: str | os.PathLike, packing: str = "base3", *,
+               join: bool = True) -> Path:
     """Write a model (format version 2). ``packing`` is ``"base3"`` (5 trits/byte, default) or
     ``"2bit"``.
 
     The model is validated first (:meth:`ModelWeights.validate`: values the integer model or the
     device image cannot represent raise before anything is written), and the file is written
-    atomically (:func:`nsllm.outputs.write_bytes`: a temporary file, then a rename).
+    atomically (:func:`nsllm.outputs.write_bytes`: a temporary file, then a rename; with ``join``
+    false at once, not at the end of an enclosing transaction).
     """
     from ..outputs import write_bytes
 
+    return write_bytes(path, encode_model(weights, packing), join=join)
+
+
+def encode_model(weights: ModelWeights, packing: str = "base3") -> bytes:
+    """The bytes :func:`save_model` writes (validated first); ``len()`` of it is the file size."""
     if packing not in PACKINGS:
         raise ValueError(f"unknown packing {packing!r}; choose from {PACKINGS}")
     weights.validate()
     meta = {"format": FORMAT_NAME, "packing": packing, "config": weights.config.to_json()}
-    return write_bytes(path, encode_file(model_tensors(weights, packing), meta))
+    return encode_file(model_tensors(weights, packing), meta)
 
 
 def _parse_header(path: Path, raw: bytes, size: int) -> tuple[dict, int, bool]:

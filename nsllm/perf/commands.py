@@ -186,11 +186,8 @@ def cmd_bench(args) -> int:
         raise _error(str(e)) from None
     backend = timing = None
     if args.backend == "xrt":
-        try:
-            from nsllm.boards.xrt import xrt_backend
-        except ImportError:
-            raise _error("--backend xrt needs nsllm.boards.xrt (the board flow's XRT device), "
-                         "which this installation does not have") from None
+        from nsllm.boards.xrt import xrt_backend
+
         if not args.xclbin:
             raise _error("--backend xrt needs --xclbin PATH (built by `nsllm build --board "
                          "vck190` and make)")

@@ -184,11 +184,14 @@ def train_settings(cls, args):
             D=args.timesteps, delta=args.delta, threads=args.threads,
             delta_mode=args.delta_mode, firing_target=args.firing_target,
             sparsity_weight=args.sparsity_weight, init=args.init, eval_every=args.eval_every,
-            firing_ramp=args.firing_ramp, mixer=args.mixer, sla_every=args.sla_every)
+            firing_ramp=args.firing_ramp, mixer=args.mixer, sla_every=args.sla_every,
+            distill=args.distill, distill_weight=args.distill_weight)
     if args.warmup is not None:
         s.warmup = args.warmup
     if s.init and not Path(s.init).is_file():
         raise FileNotFoundError(f"{s.init}: no such model file to start training from")
+    if s.distill and not Path(s.distill).is_file():
+        raise FileNotFoundError(f"{s.distill}: no such model file (--distill teacher)")
     s.validate()
     return s
 
@@ -214,8 +217,16 @@ def cmd_pipeline(args) -> int:
 
     ps = PipelineSettings(budget=args.budget, kl_budget=args.kl_budget,
                           calib_bytes=args.calib_bytes, calib_texts=args.calib_texts,
-                          deltas=args.deltas, name=args.name, theta=args.theta)
+                          deltas=args.deltas, name=args.name, theta=args.theta,
+                          allocate_first=args.allocate_first,
+                          init_sensitivity=args.init_sensitivity)
     ps.validate()
+    if args.allocate_first and (args.trained or not args.init):
+        raise ValueError("--allocate-first allocates D on the model training starts from: it "
+                         "needs --init (and no --trained)")
+    if args.init_sensitivity and not Path(args.init_sensitivity).is_file():
+        raise FileNotFoundError(f"{args.init_sensitivity}: no such sensitivity report "
+                                f"(--init-sensitivity)")
     ts = None
     if args.trained:
         if not Path(args.trained).is_file():
@@ -360,6 +371,12 @@ def register(subparsers) -> None:
     p.add_argument("--theta", default="trained", choices=("trained", "mse"),
                    help="θ of a layer at a lower D: its trained θ, counts clipped at D (default), "
                         "or θ*(D) calibrated on --calib-texts slices of the training split")
+    p.add_argument("--allocate-first", action="store_true",
+                   help="allocate D on the --init model under --budget first, then train with "
+                        "every layer at its allocated D (the allocation then costs nothing)")
+    p.add_argument("--init-sensitivity", default=None, metavar="REPORT",
+                   help="with --allocate-first: a saved sensitivity report of the --init model "
+                        "(JSON of nsllm sensitivity; default: measure it)")
     p.add_argument("--name", default="nsllm-default", help="model name stored in the file")
     p.add_argument("--workdir", default=None,
                    help="where the intermediate files go (default: next to OUT)")
@@ -396,6 +413,12 @@ def _train_args(p: argparse.ArgumentParser, steps: int = 800) -> None:
                    help="λ of the firing-rate term (default 4)")
     p.add_argument("--init", default=None,
                    help="start from this .nsllm model (fine-tuning; its shapes, D, θ, δ are used)")
+    p.add_argument("--distill", default=None, metavar="TEACHER",
+                   help="distil from this .nsllm model (same vocabulary): the loss adds "
+                        "KL(teacher ‖ student) per byte")
+    p.add_argument("--distill-weight", type=options.number(0.0, 1.0, what="a weight"),
+                   default=0.5,
+                   help="α: loss = (1 − α)·cross-entropy + α·KL to the teacher (default 0.5)")
     p.add_argument("--warmup", type=options.integer(0, what="a step count"), default=None,
                    help="warm-up steps (default 100)")
     p.add_argument("--eval-every", type=options.integer(1, what="a step count"),

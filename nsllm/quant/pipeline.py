@@ -2,6 +2,10 @@
 
 Stages, each on the text it may see:
 
+0. **allocate first** (``allocate_first``, with ``--init``): sensitivity of the starting model
+   (or a saved report of it, ``init_sensitivity``) and the D allocation under the budget; training
+   then runs with every layer at its allocated D (QAT sees the quantizer the hardware runs), so
+   stages 2–4 keep that allocation (they are skipped when the trained model meets the budget).
 1. **train** (sparse): sparsity-aware QAT (:mod:`nsllm.quant.train`: firing-rate target, δ and θ
    learned), from scratch or fine-tuning a saved model (``--init``); or skipped with
    ``--trained M``. Training split only.
@@ -27,7 +31,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +58,8 @@ class PipelineSettings:
     theta: str = "trained"  #: θ at a lower D: the trained θ ("trained") or θ*(D) ("mse")
     timesteps: tuple[int, ...] = SPIKE_COUNT_SET
     name: str = "nsllm-default"
+    allocate_first: bool = False  #: allocate D on the starting model, then train at it
+    init_sensitivity: str | None = None  #: saved sensitivity report of the starting model
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -66,6 +72,9 @@ class PipelineSettings:
             raise ValueError("calib-bytes must be ≥ 256 and calib-texts ≥ 1")
         if any(d < 0 for d in self.deltas) or not self.deltas:
             raise ValueError("deltas must be a non-empty list of numbers ≥ 0")
+        if self.init_sensitivity is not None and not self.allocate_first:
+            raise ValueError("init-sensitivity is the report of the starting model's allocation: "
+                             "it needs allocate-first")
         if self.theta not in THETA_RULES:
             raise ValueError(f"theta must be one of {', '.join(THETA_RULES)}, not {self.theta!r}")
 
@@ -105,11 +114,12 @@ def run_pipeline(settings: PipelineSettings, out: str | os.PathLike, *, train_se
     from ..data.corpus import calibration_text, pydoc_corpus
     from ..model import load_model
     from ..model.fileformat import save_model
-    from .allocation import allocate
+    from ..outputs import write_json
+    from .allocation import Allocation, allocate, weighted_average
     from .evaluation import tensor_bytes
     from .probe import QuantProbe, layer_weights
     from .quantize import apply_timesteps, calibration_thetas, sparsify_model
-    from .sensitivity import measure_sensitivity
+    from .sensitivity import SensitivityReport, measure_sensitivity
 
     settings.validate()
     out = Path(out)
@@ -123,6 +133,45 @@ def run_pipeline(settings: PipelineSettings, out: str | os.PathLike, *, train_se
         log(f"[pipeline] {name} …")
         return time.time()
 
+    calib = np.frombuffer(calibration_text(settings.calib_bytes).encode(), np.uint8)
+    calib = calib.astype(np.int64)
+    pre = start = None
+    # 0. allocate first: D per layer of the starting model, training then runs at it
+    if settings.allocate_first:
+        if trained is not None or train_settings is None or not train_settings.init:
+            raise ValueError("allocate-first allocates D on the model training starts from: "
+                             "it needs --init (and no --trained)")
+        t = stage(f"allocate first: D of the starting model {train_settings.init} under an "
+                  f"average-D budget of {settings.budget:g}")
+        start = load_model(train_settings.init)
+        probe = QuantProbe(start, calib)
+        if settings.init_sensitivity:
+            report0 = SensitivityReport.load(settings.init_sensitivity)
+            if set(report0.reference_D) != set(start.config.quant):
+                raise ValueError(f"{settings.init_sensitivity}: a sensitivity report of another "
+                                 f"model (its layers are not those of {train_settings.init})")
+            log(f"  sensitivity of the starting model: {settings.init_sensitivity}")
+        else:
+            thetas0 = calibration_thetas(start, calib, settings.timesteps)
+            report0 = measure_sensitivity(probe, thetas0, settings.timesteps, log=log,
+                                          executor=executor)
+            report0.save(work / f"{out.stem}.init-sensitivity.json", join=False)
+        sizes = layer_weights(start)
+        alloc0 = allocate(report0.cost_table("kl"), sizes, settings.budget)
+        start = apply_timesteps(probe, report0.thetas, alloc0.D)
+        start_path = work / f"{out.stem}.start.nsllm"
+        save_model(start, start_path, join=False)
+        train_settings = replace(train_settings, init=str(start_path))
+        times["allocate_first"] = round(time.time() - t, 1)
+        stages["start"] = heldout_row(start, held)
+        pre = {"D": alloc0.D, "average_D": round(alloc0.average_timesteps, 3),
+               "predicted_kl": alloc0.sensitivity, "exact": alloc0.exact,
+               "sensitivity": settings.init_sensitivity or "measured",
+               "start_model": start_path.name}
+        log(f"  average D {alloc0.average_timesteps:.2f}; the starting model at it: held-out "
+            f"bits/byte {stages['start']['bits_per_byte']:.4f}, firing "
+            f"{stages['start']['weighted_firing_rate']:.3f} ({start_path})")
+
     # 1. train
     t = stage("train")
     train_report = None
@@ -135,45 +184,54 @@ def run_pipeline(settings: PipelineSettings, out: str | os.PathLike, *, train_se
     else:
         from .train import train
 
-        weights, train_report = train(train_settings, log=log)
+        weights, train_report = train(train_settings, log=log, init=start)
         trained_path = work / f"{out.stem}.trained.nsllm"
-        save_model(weights, trained_path)
-        trained_path.with_suffix(".train.json").write_text(json.dumps(train_report, indent=1))
+        save_model(weights, trained_path, join=False)
+        write_json(trained_path.with_suffix(".train.json"), train_report, join=False)
         log(f"  trained model: {trained_path}")
     times["train"] = round(time.time() - t, 1)
     stages["trained"] = heldout_row(weights, held)
     log(f"  held-out (integer): bits/byte {stages['trained']['bits_per_byte']:.4f}, weighted "
-        f"firing rate {stages['trained']['weighted_firing_rate']:.3f}, D = 15")
-
-    # 2. θ at every D: trained, or calibrated over several texts
-    if settings.theta == "trained":
-        t = stage("θ at every D: the trained θ (counts clipped at D)")
-        thetas = {n: dict.fromkeys(map(int, settings.timesteps), q.theta)
-                  for n, q in weights.config.quant.items()}
-    else:
-        t = stage(f"calibrate θ*(D) on {settings.calib_texts} × {settings.calib_bytes} bytes "
-                  f"({executor.name})")
-        slices = calibration_slices(settings.calib_texts, settings.calib_bytes)
-        thetas = calibration_thetas(weights, slices, settings.timesteps, executor=executor,
-                                    own_quantizer=True)
-    times["calibrate"] = round(time.time() - t, 1)
-
-    # 3. sensitivity
-    calib = np.frombuffer(calibration_text(settings.calib_bytes).encode(), np.uint8)
-    calib = calib.astype(np.int64)
-    t = stage(f"sensitivity ({executor.name})")
-    probe = QuantProbe(weights, calib)
-    report = measure_sensitivity(probe, thetas, settings.timesteps, log=log, executor=executor)
-    report.save(work / f"{out.stem}.sensitivity.json")
-    times["sensitivity"] = round(time.time() - t, 1)
-
-    # 4. allocate
-    t = stage(f"allocate D under an average-D budget of {settings.budget:g}")
+        f"firing rate {stages['trained']['weighted_firing_rate']:.3f}, average D "
+        f"{stages['trained']['average_D']:.2f}")
     sizes = layer_weights(weights)
-    alloc = allocate(report.cost_table("kl"), sizes, settings.budget)
-    mixed = apply_timesteps(probe, report.thetas, alloc.D)
-    times["allocate"] = round(time.time() - t, 1)
-    stages["allocated"] = heldout_row(mixed, held)
+    trained_D = {n: q.D for n, q in weights.config.quant.items()}
+    if weighted_average(trained_D, sizes) <= settings.budget + 1e-9:
+        # every allocation cost is 0 at the trained D, so the DP keeps it: nothing to measure
+        log(f"[pipeline] the trained model meets the average-D budget of {settings.budget:g}: "
+            f"its D are kept (θ calibration, sensitivity and allocation skipped)")
+        alloc = Allocation(trained_D, 0.0, weighted_average(trained_D, sizes), settings.budget,
+                           True)
+        mixed = weights
+        stages["allocated"] = stages["trained"]
+    else:
+        # 2. θ at every D: trained, or calibrated over several texts
+        if settings.theta == "trained":
+            t = stage("θ at every D: the trained θ (counts clipped at D)")
+            thetas = {n: dict.fromkeys(map(int, settings.timesteps), q.theta)
+                      for n, q in weights.config.quant.items()}
+        else:
+            t = stage(f"calibrate θ*(D) on {settings.calib_texts} × {settings.calib_bytes} "
+                      f"bytes ({executor.name})")
+            slices = calibration_slices(settings.calib_texts, settings.calib_bytes)
+            thetas = calibration_thetas(weights, slices, settings.timesteps, executor=executor,
+                                        own_quantizer=True)
+        times["calibrate"] = round(time.time() - t, 1)
+
+        # 3. sensitivity
+        t = stage(f"sensitivity ({executor.name})")
+        probe = QuantProbe(weights, calib)
+        report = measure_sensitivity(probe, thetas, settings.timesteps, log=log,
+                                     executor=executor)
+        report.save(work / f"{out.stem}.sensitivity.json", join=False)
+        times["sensitivity"] = round(time.time() - t, 1)
+
+        # 4. allocate
+        t = stage(f"allocate D under an average-D budget of {settings.budget:g}")
+        alloc = allocate(report.cost_table("kl"), sizes, settings.budget)
+        mixed = apply_timesteps(probe, report.thetas, alloc.D)
+        times["allocate"] = round(time.time() - t, 1)
+        stages["allocated"] = heldout_row(mixed, held)
     log(f"  average D {alloc.average_timesteps:.2f}; held-out bits/byte "
         f"{stages['allocated']['bits_per_byte']:.4f}, firing "
         f"{stages['allocated']['weighted_firing_rate']:.3f}")
@@ -196,8 +254,9 @@ def run_pipeline(settings: PipelineSettings, out: str | os.PathLike, *, train_se
         f"{res['weighted_firing_rate']:.3f}, average D {res['average_D']:.2f}; float twin "
         f"{twin['bits_per_byte']:.4f}")
 
-    # 8. model and card
-    save_model(final, out)
+    # 8. model and card (written at once, not with the command's other outputs: the card
+    # records the file's size)
+    save_model(final, out, join=False)
     cfg = final.config
     card = {
         "model": out.name, "name": cfg.name,
@@ -217,18 +276,21 @@ def run_pipeline(settings: PipelineSettings, out: str | os.PathLike, *, train_se
             "stages": {k: {kk: v[kk] for kk in ("bits_per_byte", "weighted_firing_rate",
                                                  "average_D")} for k, v in stages.items()},
             "allocation": {"D": alloc.D, "average_D": round(alloc.average_timesteps, 3),
-                           "predicted_kl": alloc.sensitivity, "exact": alloc.exact},
+                           "predicted_kl": alloc.sensitivity, "exact": alloc.exact,
+                           "kept_trained_D": mixed is weights},
             "sparsification": {"source": choice.source, "predicted_kl": choice.predicted_kl,
                                "predicted_weighted_firing": choice.predicted_firing,
                                "extra_delta": {n: round(choice.delta[n] - sw.base_delta[n], 4)
                                                for n in choice.delta}},
         },
     }
+    if pre is not None:
+        card["pipeline"]["allocate_first"] = pre
     if train_report is not None:
         card["training"] = train_report
         card["train_bytes"] = train_report.get("train_bytes")
     card_path = out.with_suffix(".json")
-    card_path.write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n")
+    write_json(card_path, card, ensure_ascii=False, join=False)
     log(f"[pipeline] wrote {out} and {card_path}")
     return card
 

@@ -91,10 +91,10 @@ class SensitivityReport:
                    measured=ints(data["measured"]), combined=ints(data["combined"]),
                    thetas=ints(data["thetas"]), reference_D=dict(data["reference_D"]))
 
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike, join: bool = True) -> None:
         from ..outputs import write_json
 
-        write_json(path, self.to_json())
+        write_json(path, self.to_json(), join=join)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> SensitivityReport:

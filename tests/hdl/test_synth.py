@@ -13,18 +13,12 @@ cores): marked slow (``make test-slow``).
 
 import pytest
 
-from nsllm.hdl.core import CoreParams
+from nsllm.hdl.core import CoreParams, ternary_paths
 from nsllm.hdl.synth import core_resources, synthesize
 
 MULTIPLIER_FREE = ["TritUnpacker", "TritUnpacker2bit", "AccumulatorBank", "SpikeEncoder",
                    "SpikeIndexFilter"]
 
-
-def ternary_paths(params):
-    paths = [f"nsllm_core.linear.streamer{k}" for k in range(params.weight_ports)]
-    paths += [f"nsllm_core.linear.bank{k}" for k in range(params.weight_ports)]
-    paths += [f"nsllm_core.linear.encoders.encoder{k}" for k in range(params.vector)]
-    return paths + ["nsllm_core.linear.queue", "nsllm_core.linear.route0"]
 
 
 def test_positive_control_membrane_scale_has_mul_and_dsp():

@@ -78,8 +78,13 @@ def test_train_command_rejects_bad_options(capsys, tmp_path):
     from nsllm.cli import main
 
     out = str(tmp_path / "m.nsllm")
-    assert main(["train", "--out", out, "--firing-target", "2"]) == 2
+    with pytest.raises(SystemExit) as e:  # refused by the option parser
+        main(["train", "--out", out, "--firing-target", "2"])
+    assert e.value.code == 2 and "firing rate in (0, 1], not 2" in capsys.readouterr().err
+    assert main(["train", "--out", out, "--firing-target", "1"]) == 2  # refused by validate()
     assert "firing-target must be in (0, 1)" in capsys.readouterr().err
+    assert main(["train", "--out", out, "--distill", str(tmp_path / "none.nsllm")]) == 2
+    assert "--distill teacher" in capsys.readouterr().err
     assert main(["train", "--out", out, "--init", str(tmp_path / "none.nsllm")]) == 2
     assert "no such model file" in capsys.readouterr().err
 
@@ -133,3 +138,66 @@ def test_pipeline_keeps_the_trained_thresholds_by_default(tmp_path):
     assert card["pipeline"]["settings"]["theta"] == "trained"
     assert any(q.D < 15 for q in got.values())
     assert all(got[n].theta == w.config.quant[n].theta for n in got)
+
+
+def test_distillation_pulls_the_student_towards_the_teacher(tmp_path):
+    from nsllm.quant.train import build_teacher, distill_kl
+
+    teacher_w = random_weights(ModelConfig(name="t", hidden_size=32, num_layers=1,
+                                           intermediate_size=64), seed=3)
+    teacher_path = str(save_model(teacher_w, tmp_path / "t.nsllm"))
+    teacher = build_teacher(teacher_path, 256)
+    tokens = torch.from_numpy(np.frombuffer(b"Return the value of x. " * 4, np.uint8)
+                              .astype(np.int64))[None]
+
+    def kl_to_teacher(w):
+        m = build_model(TrainSettings(init=str(save_model(w, tmp_path / "s.nsllm"))))
+        m.eval()
+        with torch.no_grad():
+            return float(distill_kl(m(tokens), teacher(tokens)))
+
+    plain, _ = train(TrainSettings(steps=20, seed=1, **TINY), log=lambda m: None)
+    taught, rep = train(TrainSettings(steps=20, seed=1, distill=teacher_path, distill_weight=1.0,
+                                      **TINY), log=lambda m: None)
+    assert rep["settings"]["distill"] == teacher_path
+    assert kl_to_teacher(taught) < 0.8 * kl_to_teacher(plain)  # measured: 0.50 vs 0.77
+    with pytest.raises(ValueError, match="vocabulary"):
+        build_teacher(teacher_path, 1000)
+    with pytest.raises(ValueError, match="distill-weight"):
+        TrainSettings(distill_weight=1.5).validate()
+
+
+def test_pipeline_allocate_first_trains_at_the_allocated_timesteps(tmp_path, capsys):
+    from nsllm.cli import main
+    from nsllm.model import load_model
+    from nsllm.quant.pipeline import load_card
+
+    start = save_model(random_weights(ModelConfig(name="s", hidden_size=32, num_layers=1,
+                                                  intermediate_size=64), seed=4),
+                       tmp_path / "start.nsllm")
+    out = tmp_path / "p.nsllm"
+    args = ["pipeline", "--out", str(out), "--init", str(start), "--steps", "4", "--batch", "2",
+            "--seq-len", "32", "--warmup", "1", "--firing-target", "0.5", "--delta-mode",
+            "learn", "--eval-every", "4", "--budget", "5", "--kl-budget", "0.05",
+            "--calib-bytes", "256", "--deltas", "0,0.5"]
+    assert main(args[:3] + ["--allocate-first", "--steps", "4"]) == 2  # no --init
+    assert "needs --init" in capsys.readouterr().err
+    assert main(args + ["--allocate-first"]) == 0
+    card = load_card(out)
+    pre = card["pipeline"]["allocate_first"]
+    assert pre["average_D"] <= 5 and min(pre["D"].values()) < 15
+    trained = load_model(tmp_path / "p.trained.nsllm").config.quant
+    final = load_model(out).config.quant
+    # training ran at the allocated D, and the allocation stage kept it
+    assert {n: q.D for n, q in trained.items()} == pre["D"] == {n: q.D for n, q in final.items()}
+    assert card["pipeline"]["allocation"]["kept_trained_D"] is True
+    assert set(card["pipeline"]["stages"]) == {"start", "trained", "allocated", "sparsified"}
+    assert (tmp_path / "p.init-sensitivity.json").is_file()
+    assert not (tmp_path / "p.sensitivity.json").exists()
+    # the saved report of the starting model is reused instead of measured again
+    out2 = tmp_path / "q.nsllm"
+    args2 = [a if a != str(out) else str(out2) for a in args]
+    assert main(args2 + ["--allocate-first", "--init-sensitivity",
+                         str(tmp_path / "p.init-sensitivity.json")]) == 0
+    assert load_card(out2)["pipeline"]["allocate_first"]["D"] == pre["D"]
+    assert not (tmp_path / "q.init-sensitivity.json").exists()

