@@ -48,11 +48,16 @@ def ternary_paths(params) -> list[str]:
     (ARCHITECTURE §4; checked by Yosys in tests/hdl/test_synth.py and bench/resources.py): the
     weight streamers with their trit unpackers, the accumulator banks, the spike encoders
     (their membrane scales excepted: the elementwise positive control), the non-zero queue and
-    its route FIFO."""
+    its route FIFO; with an SLA unit, the whole unit — its state lanes (the kᵀv update and the
+    q·S read terms as masked shift-adds, the decay as shift-subtract), the read-out accumulators
+    and pre-shift, and the state memory's addressing."""
     paths = [f"nsllm_core.linear.streamer{k}" for k in range(params.weight_ports)]
     paths += [f"nsllm_core.linear.bank{k}" for k in range(params.weight_ports)]
     paths += [f"nsllm_core.linear.encoders.encoder{k}" for k in range(params.vector)]
-    return paths + ["nsllm_core.linear.queue", "nsllm_core.linear.route0"]
+    paths += ["nsllm_core.linear.queue", "nsllm_core.linear.route0"]
+    if params.max_sla_layers:
+        paths += ["nsllm_core.sla", "nsllm_core.sla.lanes"]
+    return paths
 
 
 class NSLLMCore(wiring.Component):
