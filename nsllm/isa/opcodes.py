@@ -131,6 +131,17 @@ def field_offset(name: str) -> int:
     return _OFFSETS[name]
 
 
+def descriptor_markdown_table() -> str:
+    """The descriptor's fields as the Markdown table of docs/formats.md (kept equal by
+    tests/test_docs.py)."""
+    rows = ["| byte | field | bits | meaning |", "| --- | --- | --- | --- |"]
+    for f in DESCRIPTOR_FIELDS:
+        if not f.reserved:
+            bits = f"{f.bits} signed" if f.signed else str(f.bits)
+            rows.append(f"| {_OFFSETS[f.name] // 8} | {f.name} | {bits} | {f.doc} |")
+    return "\n".join(rows)
+
+
 class UnknownOpcode(ValueError):
     """A descriptor whose opcode byte is not an :class:`Op`."""
 
