@@ -131,23 +131,24 @@ class ModelImage:
             head = max(self.sla_head_dims, default=0)
             if build.max_sla_layers == 0:
                 problems.append(f"the model has {self.sla_layers} SLA layers, the core has no "
-                                f"SLA unit (rebuild the core with --max-sla-layers ≥ "
-                                f"{self.sla_layers} and --max-head-dim ≥ {head})")
+                                f"SLA unit (rebuild the core with CoreParams.max_sla_layers ≥ "
+                                f"{self.sla_layers} and max_head_dim ≥ {head})")
             else:
                 if self.sla_layers > build.max_sla_layers:
                     problems.append(f"SLA layers {self.sla_layers} > {build.max_sla_layers} "
-                                    f"(rebuild the core with --max-sla-layers ≥ "
+                                    f"(rebuild the core with CoreParams.max_sla_layers ≥ "
                                     f"{self.sla_layers})")
                 if head > build.max_head_dim:
                     problems.append(f"SLA head size {head} > {build.max_head_dim} (rebuild the "
-                                    f"core with --max-head-dim ≥ {head})")
+                                    f"core with CoreParams.max_head_dim ≥ {head})")
                 small = sorted(h for h in self.sla_head_dims
                                if h < max(build.sla_lanes, build.align))
                 if small:
                     problems.append(f"SLA head size {small[0]} below the build's "
                                     f"{max(build.sla_lanes, build.align)} (SLA lanes "
                                     f"{build.sla_lanes}, vector width {build.align}; rebuild "
-                                    f"the core with fewer --sla-lanes or a smaller --vector)")
+                                    f"the core with fewer CoreParams.sla_lanes or a smaller "
+                                    f"--vector)")
         for what, need, have, flag in [
             ("vocabulary", self.vocab, build.max_vocab, "--max-vocab"),
             ("hidden size", self.hidden, build.max_hidden, "--max-hidden"),
