@@ -7,10 +7,12 @@ prints a Markdown table of LUT / FF / BRAM / URAM / DSP per unit with the totals
 board's capacity (``nsllm/boards/vck190.json``). ``--components`` adds the standalone
 components of the registry, one flat synthesis each.
 
-    .venv/bin/python bench/resources.py [--size board|sim] [--sla] [--fit] [--components] [--json]
+    .venv/bin/python bench/resources.py [--size board|sim] [--sla] [--fit] [--sla-unit]
+                                        [--components] [--json] [--out FILE]
 
 ``--sla`` takes the build with an SLA unit (the sim build always has one); ``--fit`` prints only
-the computed on-chip memory fit (:func:`nsllm.perf.resources.memory_fit`), no synthesis.
+the computed on-chip memory fit (:func:`nsllm.perf.resources.memory_fit`), no synthesis;
+``--sla-unit`` synthesises the SLA unit alone (flat) and reports its cells and multipliers.
 """
 
 from __future__ import annotations
@@ -66,9 +68,24 @@ def main(argv=None) -> int:
     parser.add_argument("--fit", action="store_true",
                         help="only the on-chip memory fit, computed (no synthesis): the board "
                              "snapshot plus the SLA state memory")
+    parser.add_argument("--sla-unit", action="store_true",
+                        help="only the SLA unit of the build with an SLA unit, one flat "
+                             "synthesis (board size: ≈ 8 min; bench/results/sla_unit_board.json)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--out", default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
+    if args.sla_unit:
+        from nsllm.hdl.core.sla import SLAUnit
+
+        params = build_params(args.size, True)
+        t0 = time.monotonic()
+        syn = synthesize(SLAUnit(params), name="sla_unit", timeout=3600)
+        out = {"params": repr(params), "seconds": round(time.monotonic() - t0),
+               "resources": syn.resources(), "multipliers": syn.multipliers, "dsps": syn.dsps}
+        if args.out:
+            Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+        print(json.dumps(out, indent=1))
+        return 0
     if args.fit:
         from nsllm.perf.resources import memory_fit
 

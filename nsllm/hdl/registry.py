@@ -1,7 +1,7 @@
 """The registry of generated components: names, sizes, and Verilog generation.
 
-Each component module (``trits``, ``accumulator``, ``spike``, ``norm``, ``mlgru``, ``gate``, ``sla``,
-``argmax``, and the ``core`` package: the core itself and its units) defines a module-level
+Each component module (``trits``, ``accumulator``, ``spike``, ``norm``, ``mlgru``, ``gate``,
+``sla``, ``argmax``, and the ``core`` package: the core itself and its units) defines a module-level
 ``COMPONENTS: dict[str, ComponentSpec]``. A spec names the component and gives two factories:
 ``sim`` (small, fast to simulate and lint) and ``board`` (the parameterisation the VCK190 core
 uses: 512-bit weight words, 256 lanes, ...).

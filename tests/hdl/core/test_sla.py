@@ -103,7 +103,6 @@ def run_unit(p, steps, mem: Memories, *, gaps=0, seed=0):
     dut = SLAUnit(p)
     E = p.vector
     rng = random.Random(seed)
-    lg_bank = (p.table_bank_words - 1).bit_length()
     results = []
 
     async def tb(ctx):
@@ -249,7 +248,7 @@ def test_out_of_range_operands_set_the_error_flag(which, value):
         counts[{"q": Q, "k": K, "v": V}[which]][n - 1] = value  # the last channel of head 1
     tables(p, mem, shifts, m)
     good = run_unit(p, [({Q: np.ones(n), K: np.ones(n), V: np.ones(n)}, *sla(n, m, 0))],
-                    Memories(4) if False else mem)
+                    mem)
     assert good[0][2] == (which == "shift")  # the table is shared by both runs
     bad = run_unit(p, [(counts, *sla(n, m, 0))], mem)
     assert bad[0][2] == 1
