@@ -110,7 +110,7 @@ class MembraneScale(wiring.Component):
 
 class SpikeEncoder(wiring.Component):
     """I-LIF count: ``spike_count(shift_round(potential, shift), D, delta_q)``, no multiplier;
-    with ``unsigned`` set, ``spike_count_unsigned`` (a negative potential gives 0: SLA's q, k).
+    with ``unsigned_counts`` set, ``spike_count_unsigned`` (a negative potential gives 0: SLA's q, k).
 
     Parameters
     ----------
@@ -129,7 +129,7 @@ class SpikeEncoder(wiring.Component):
     D : In(range(max_D + 1))
     delta_q : In(unsigned(delta_bits))
     shift : In(signed)
-    unsigned : In(1)
+    unsigned_counts : In(1)
         Runtime configuration, held constant while a layer streams through.
     i_stream : In(stream.Signature(StructLayout({"potential", "index", "last"})))
         The output of :class:`MembraneScale`.
@@ -162,7 +162,7 @@ class SpikeEncoder(wiring.Component):
             "D": In(range(max_D + 1)),
             "delta_q": In(unsigned(delta_bits)),
             "shift": In(shift_shape),
-            "unsigned": In(1),
+            "unsigned_counts": In(1),
             "i_stream": In(stream.Signature(self.in_layout)),
             "o_stream": Out(stream.Signature(self.out_layout)),
             "error": Out(1),
@@ -197,7 +197,7 @@ class SpikeEncoder(wiring.Component):
         m.d.comb += q.eq(Mux(r < 0, 0, r >> nx.U_FRAC))
         mag = Signal(range(self.max_D + 1))
         m.d.comb += mag.eq(Mux(q > self.D, self.D, q))
-        count = Mux(u < 0, Mux(self.unsigned, 0, -mag), mag)
+        count = Mux(u < 0, Mux(self.unsigned_counts, 0, -mag), mag)
 
         advance = ~o.valid | o.ready
         m.d.comb += i.ready.eq(advance)
@@ -400,7 +400,7 @@ class EncoderArray(wiring.Component):
         "index", "last"}))
         ``mant`` is a table word (int32 entries; the low MULT_BITS are the mantissa).
     o_stream : Out(stream({"counts": ArrayLayout(count, lanes), "index", "last"}))
-    D, delta_q, shift, unsigned : In
+    D, delta_q, shift, unsigned_counts : In
     error : Out(1)
         Sticky: some lane's encoder saw D or shift out of range.
     """
@@ -429,7 +429,7 @@ class EncoderArray(wiring.Component):
             "D": In(range(max_D + 1)),
             "delta_q": In(unsigned(probe.delta_bits)),
             "shift": In(len(probe.shift)),
-            "unsigned": In(1),
+            "unsigned_counts": In(1),
             "error": Out(1),
         })
 
@@ -447,7 +447,7 @@ class EncoderArray(wiring.Component):
                 scale.i_stream.p.mant.eq(i.p.mant[k][:nx.MULT_BITS]),
                 scale.i_stream.p.index.eq(i.p.index), scale.i_stream.p.last.eq(i.p.last),
                 enc.D.eq(self.D), enc.delta_q.eq(self.delta_q), enc.shift.eq(self.shift),
-                enc.unsigned.eq(self.unsigned),
+                enc.unsigned_counts.eq(self.unsigned_counts),
                 enc.o_stream.ready.eq(o.ready), o.p.counts[k].eq(enc.o_stream.p.count),
             ]
             errors.append(enc.error)

@@ -70,7 +70,7 @@ async def spike_encoder(dut):
         await sink.wait_for(len(sink.beats) + len(sink.expected), timeout_cycles=10_000)
         dut.D.value = D
         dut.delta_q.value = delta_q
-        dut.unsigned.value = uns
+        dut.unsigned_counts.value = uns
         _signed_port(dut.shift, shift)
         scale = 1 << max(shift + nx.U_FRAC, 0)
         p = np.clip(np.concatenate([rng.integers(-(D + 2) * scale, (D + 2) * scale + 1, 250),
@@ -143,7 +143,7 @@ async def encoder_array(dut):
         await source.wait_idle()
         await sink.wait_for(len(sink.beats) + len(sink.expected), timeout_cycles=10_000)
         dut.D.value, dut.delta_q.value, dut.shift.value = D, delta_q, shift
-        dut.unsigned.value = uns
+        dut.unsigned_counts.value = uns
         n = params.get("words", 60)
         scale = 1 << int(rng.integers(4, nx.ACT_BITS))
         x = rng.integers(-scale, scale, (n, L))

@@ -47,7 +47,7 @@ def run_encoder(potentials, shift, D, delta_q, unsigned=False, **kwargs):
         ctx.set(dut.D, D)
         ctx.set(dut.delta_q, delta_q)
         ctx.set(dut.shift, shift)
-        ctx.set(dut.unsigned, unsigned)
+        ctx.set(dut.unsigned_counts, unsigned)
 
     beats = [{"potential": int(p), "index": k % 256, "last": 0}
              for k, p in enumerate(potentials)]

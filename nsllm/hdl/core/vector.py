@@ -17,7 +17,7 @@ SILUGATE    dst = SiluGateUnit(value = src_a, gated = src_b)
 ADD         dst = ResidualAdder(src_a, src_b)
 CLEAR       dst = 0
 ARGMAX      TOKEN_OUT = Argmax(src_a)
-COUNT       dst = EncoderArray(src_a; table, shift_a, D, delta_q, unsigned = flags bit 1)
+COUNT       dst = EncoderArray(src_a; table, shift_a, D, delta_q, unsigned_counts = flags bit 1)
 ==========  ==================================================================================
 
 COUNT's :class:`~nsllm.hdl.spike.EncoderArray` is the LINEAR's encoder (``vector`` lanes of
@@ -189,7 +189,7 @@ class VectorUnit(wiring.Component):
         m.d.comb += [enc.i_stream.valid.eq(v_rd & is_kind[Op.COUNT]),
                      enc.i_stream.p.last.eq(last_rd), enc.o_stream.ready.eq(1),
                      enc.D.eq(d.D), enc.delta_q.eq(d.delta_q), enc.shift.eq(d.shift_a),
-                     enc.unsigned.eq((d.flags & FLAG_UNSIGNED).bool()), self.error.eq(enc.error)]
+                     enc.unsigned_counts.eq((d.flags & FLAG_UNSIGNED).bool()), self.error.eq(enc.error)]
         for i in range(E):
             m.d.comb += [enc.i_stream.p.x[i].eq(a[i]), enc.i_stream.p.mant[i].eq(t[i])]
         embed_v = Signal()
