@@ -110,7 +110,8 @@ class MembraneScale(wiring.Component):
 
 class SpikeEncoder(wiring.Component):
     """I-LIF count: ``spike_count(shift_round(potential, shift), D, delta_q)``, no multiplier;
-    with ``unsigned_counts`` set, ``spike_count_unsigned`` (a negative potential gives 0: SLA's q, k).
+    with ``unsigned_counts`` set, ``spike_count_unsigned`` (a negative potential gives 0: SLA's
+    q, k).
 
     Parameters
     ----------

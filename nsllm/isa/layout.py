@@ -240,8 +240,9 @@ def check_instr(ins: Instr, build: BuildLimits, regions: Regions, token: int = 0
     elif op in (Op.EMBED, Op.MLGRU):
         if ins.n > build.max_in or (op == Op.EMBED and ins.shift_b > MAX_ROW_SHIFT):
             return ErrorCode.FIELD
-    elif op == Op.COUNT:
-        if not 1 <= ins.D <= build.max_D or not _shift_ok(ins.shift_a) or ins.n > build.max_in:
+    elif op == Op.COUNT:  # the encoders of COUNT come with the SLA unit
+        if (build.max_sla_layers == 0 or not 1 <= ins.D <= build.max_D
+                or not _shift_ok(ins.shift_a) or ins.n > build.max_in):
             return ErrorCode.FIELD
     elif op == Op.SLA:
         if sla_field_error(ins, build):

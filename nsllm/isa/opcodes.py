@@ -29,7 +29,8 @@ Instructions
 ``ARGMAX`` TOKEN_OUT = first index of ``max(src_a[0:n])``
 ``COUNT``  ``dst = I-LIF(shift_round(src_a · table, shift_a); D, delta_q)``: the LINEAR's
            encoder alone, counts written as activations; ``flags`` bit 1: unsigned counts
-           (``clip(round(u − δ), 0, D)``: SLA's q and k), else signed (SLA's v)
+           (``clip(round(u − δ), 0, D)``: SLA's q and k), else signed (SLA's v); builds with
+           an SLA unit only (elsewhere a FIELD error)
 ``SLA``    spike-based linear attention, one layer: per head h of ``m`` (d_h) channels, with
            q, k, v the counts at ``src_a``, ``src_b``, ``src_c`` and the layer's state S_h in
            on-chip state slot ``slot``: ``S_h ← S_h − shift_round(S_h, b_h) + ((k_i·v_j) << 10)``

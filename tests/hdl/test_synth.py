@@ -62,13 +62,18 @@ def test_no_mul_no_dsp_after_synth_xilinx_at_board_size(name):
 
 
 @pytest.mark.slow
-def test_board_core_ternary_paths_have_no_mul_or_dsp_and_the_core_fits():
+@pytest.mark.parametrize("sla", [False, True], ids=["mlgru", "sla"])
+def test_board_core_ternary_paths_have_no_mul_or_dsp_and_the_core_fits(sla):
     """The VCK190 build (512-bit ports, vector 16, three weight ports, both packings,
-    nsllm-1.5b maxima), synthesised hierarchically (cached under build/synth/)."""
+    nsllm-1.5b maxima; with ``sla``, an SLA unit for 7 of 28 layers SLA of d_h 128, its state
+    in URAM), synthesised hierarchically (cached per module under build/synth/: the SLA build
+    re-synthesises only the modules it changes)."""
     from nsllm.boards import get_board
 
-    params = CoreParams.board()
+    params = CoreParams.board(sla=sla)
     syn = core_resources(params)
+    if sla:
+        assert "nsllm_core.sla" in syn.instances
     for path in ternary_paths(params):
         assert syn.multipliers_in(path) == {}, f"{path}: {syn.multipliers_in(path)}"
         assert syn.dsps_in(path) == {}, f"{path}: DSPs {syn.dsps_in(path)}"

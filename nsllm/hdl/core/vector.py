@@ -21,7 +21,8 @@ COUNT       dst = EncoderArray(src_a; table, shift_a, D, delta_q, unsigned_count
 ==========  ==================================================================================
 
 COUNT's :class:`~nsllm.hdl.spike.EncoderArray` is the LINEAR's encoder (``vector`` lanes of
-MembraneScale → SpikeEncoder), its counts written as activations: SLA's q, k and v.
+MembraneScale → SpikeEncoder), its counts written as activations: SLA's q, k and v. It is built
+with the SLA unit only (``CoreParams.max_sla_layers`` > 0); elsewhere COUNT is a FIELD error.
 """
 
 from __future__ import annotations
@@ -112,8 +113,10 @@ class VectorUnit(wiring.Component):
         m.submodules.sum_sq = ssq = SumOfSquares(E, max(max_d, p.max_vocab))
         m.submodules.factor = factor = RsqrtFactor(max(max_d, p.max_vocab))
         m.submodules.argmax = argmax = Argmax(p.max_vocab, lanes=E)
-        enc = EncoderArray(E, p.max_D, shift_max=MAX_SHIFT, index_bits=1)
-        m.submodules.encoders = ResetInserter(self.clear_errors)(enc)  # its error is per run
+        count = p.max_sla_layers > 0  # COUNT exists for SLA layers only (no encoders otherwise)
+        if count:
+            enc = EncoderArray(E, p.max_D, shift_max=MAX_SHIFT, index_bits=1)
+            m.submodules.encoders = ResetInserter(self.clear_errors)(enc)  # error: per run
         r_bits = factor_bits(factor.max_d) + 1
         lanes = []
         for i in range(E):
@@ -186,12 +189,14 @@ class VectorUnit(wiring.Component):
             m.d.comb += [ad.i_stream.valid.eq(v_rd & is_kind[Op.ADD]),
                          ad.i_stream.p.a.eq(a[i]), ad.i_stream.p.b.eq(b[i]),
                          ad.i_stream.p.last.eq(last_rd)]
-        m.d.comb += [enc.i_stream.valid.eq(v_rd & is_kind[Op.COUNT]),
-                     enc.i_stream.p.last.eq(last_rd), enc.o_stream.ready.eq(1),
-                     enc.D.eq(d.D), enc.delta_q.eq(d.delta_q), enc.shift.eq(d.shift_a),
-                     enc.unsigned_counts.eq((d.flags & FLAG_UNSIGNED).bool()), self.error.eq(enc.error)]
-        for i in range(E):
-            m.d.comb += [enc.i_stream.p.x[i].eq(a[i]), enc.i_stream.p.mant[i].eq(t[i])]
+        if count:
+            m.d.comb += [enc.i_stream.valid.eq(v_rd & is_kind[Op.COUNT]),
+                         enc.i_stream.p.last.eq(last_rd), enc.o_stream.ready.eq(1),
+                         enc.D.eq(d.D), enc.delta_q.eq(d.delta_q), enc.shift.eq(d.shift_a),
+                         enc.unsigned_counts.eq((d.flags & FLAG_UNSIGNED).bool()),
+                         self.error.eq(enc.error)]
+            for i in range(E):
+                m.d.comb += [enc.i_stream.p.x[i].eq(a[i]), enc.i_stream.p.mant[i].eq(t[i])]
         embed_v = Signal()
         embed_x = Signal(act_word(E))
         m.d.sync += embed_v.eq(v_rd & is_kind[Op.EMBED])
@@ -217,10 +222,11 @@ class VectorUnit(wiring.Component):
                     m.d.comb += self.w.data[i].eq(field)
         with m.If(is_kind[Op.EMBED] & embed_v):
             m.d.comb += [w_valid.eq(1), self.w.data.eq(embed_x)]
-        with m.If(is_kind[Op.COUNT] & enc.o_stream.valid):
-            m.d.comb += w_valid.eq(1)
-            for i in range(E):
-                m.d.comb += self.w.data[i].eq(enc.o_stream.p.counts[i])
+        if count:
+            with m.If(is_kind[Op.COUNT] & enc.o_stream.valid):
+                m.d.comb += w_valid.eq(1)
+                for i in range(E):
+                    m.d.comb += self.w.data[i].eq(enc.o_stream.p.counts[i])
         with m.If(clearing):
             m.d.comb += w_valid.eq(1)  # data stays 0
         m.d.comb += [self.w.addr.eq((d.dst >> lg_e) + ow),
