@@ -17,7 +17,7 @@ from nsllm.hdl.core import CoreParams, ternary_paths
 from nsllm.hdl.synth import core_resources, synthesize
 
 MULTIPLIER_FREE = ["TritUnpacker", "TritUnpacker2bit", "AccumulatorBank", "SpikeEncoder",
-                   "SpikeIndexFilter"]
+                   "SpikeIndexFilter", "SLAStateLanes"]
 
 
 
