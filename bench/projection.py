@@ -1,12 +1,13 @@
 """Projections on the VCK190 (estimates): every preset, the port counts, what limits them.
 
-    python bench/projection.py [--json]
+    python bench/projection.py [--json | --markdown] [--from-json]
 
 Measures the shipped model's per-layer firing rates with the golden model on the held-out text
 (2048 tokens), then projects every preset at 3 and 4 weight ports and both packings with
 ``nsllm estimate``'s code (nsllm.perf.estimate: cycle model, board memories, measured toggle
 activity when cached, the resource snapshot), and a sensitivity sweep for nsllm-1.5b (DRAM
-latency, firing rate). Writes bench/results/projection.json (the tables of docs/performance.md).
+latency, firing rate). Writes bench/results/projection.json; ``--markdown`` prints the two tables
+of docs/performance.md from it (``--from-json``: from the saved file, without measuring again).
 """
 
 from __future__ import annotations
@@ -35,11 +36,40 @@ def row(est) -> dict:
                               "tokens_per_joule", "ports")}
 
 
+def markdown(out: dict) -> str:
+    """The preset table and the nsllm-1.5b sensitivity table of docs/performance.md."""
+    lines = ["| model | ports | packing | firing | tokens/s | roofline tokens/s | reached "
+             "| dynamic W (band) | tokens/J |", "| --- " * 9 + "|"]
+    for r in out["presets"]:
+        w = r["watts"]
+        lines.append(f"| {r['model']} | {r['weight_ports']} | {r['packing']} | "
+                     f"{r['firing_rate']:.2f} | {r['tokens_per_s']:,.1f} | "
+                     f"{r['roofline_tokens_per_s']:,.1f} | {r['roofline_fraction']:.0%} | "
+                     f"{w['typical']:.2f} ({w['low']:.2f}–{w['high']:.2f}) | "
+                     f"{r['tokens_per_joule']['typical']:.1f} |")
+    lines += ["", "| ports | case | firing | tokens/s | roofline | reached | ports' bandwidth "
+              "limit | with latency | cycles without weight streaming |", "| --- " * 9 + "|"]
+    for r in out["sensitivity"]:
+        lim = r["limits"]
+        lines.append(f"| {r['weight_ports']} | {r['case']} | {r['firing_rate']:.2f} | "
+                     f"{r['tokens_per_s']:.1f} | {r['roofline_tokens_per_s']:.1f} | "
+                     f"{r['roofline_fraction']:.0%} | {lim['ports_bandwidth_tokens_per_s']:.1f} | "
+                     f"{lim['ports_with_latency_tokens_per_s']:.1f} | "
+                     f"{lim['non_weight_cycle_fraction']:.1%} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--markdown", action="store_true", help="print docs/performance.md's tables")
+    ap.add_argument("--from-json", action="store_true",
+                    help="with --markdown: the tables of the saved --out file, nothing measured")
     ap.add_argument("--out", default="bench/results/projection.json")
     args = ap.parse_args(argv)
+    if args.markdown and args.from_json:
+        print(markdown(json.loads(Path(args.out).read_text())))
+        return 0
     board = get_board("vck190")
     path = resolve_model_path(None)
     weights = load_model(path)
@@ -89,6 +119,8 @@ def main(argv=None) -> int:
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     if args.json:
         print(json.dumps(out, indent=1))
+    if args.markdown:
+        print(markdown(out))
     return 0
 
 

@@ -46,9 +46,11 @@ def run_demo(model: str | None = None, max_new_tokens: int = 64, prompt: str | N
     params = CoreParams.for_model(cfg, weight_ports=weight_ports, packings=(packing,))
     backend = sim_backend(weights, params, packing=packing, simulator=simulator)
     runner = backend.runner
-    print(f"core     ready in {time.perf_counter() - t0:.0f} s: {weight_ports} weight ports of "
-          f"{params.port_bytes * 8} bits ({packing} trits, {params.lanes} accumulator lanes "
-          f"each) and an image port\n", file=out)
+    ports = (f"{weight_ports} weight ports of {params.port_bytes * 8} bits" if weight_ports > 1
+             else f"1 weight port of {params.port_bytes * 8} bits")
+    print(f"core     ready in {time.perf_counter() - t0:.0f} s: {ports} ({packing} trits, "
+          f"{params.lanes} accumulator lanes{' each' if weight_ports > 1 else ''}) and an "
+          f"image port\n", file=out)
 
     gen = Generator(backend, tok)
     out.write(prompt)

@@ -248,6 +248,7 @@ class BuildReport:
     capacity: dict = field(default_factory=dict)  #: the device's, by resource name
     files: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    projection: dict | None = None  #: nsllm estimate's result for this build (an estimate)
 
     def as_dict(self) -> dict:
         p = self.params
@@ -264,7 +265,7 @@ class BuildReport:
             "image_files": self.image_files, "resources": self.resources,
             "resources_by_unit": self.resources_by_unit, "resources_note": self.resources_note,
             "capacity": self.capacity, "tool_versions": TOOL_VERSIONS,
-            "files": self.files, "seconds": self.seconds,
+            "files": self.files, "seconds": self.seconds, "projection": self.projection,
         }
 
 
@@ -324,7 +325,7 @@ def build_project(out: str | Path, *, board: str | Board = "vck190", weights=Non
                   clock_mhz: float | None = None, memory: dict[str, str] | None = None,
                   platform: str = DEFAULT_PLATFORM, packing: str = "base3",
                   params: CoreParams | None = None, resources: bool = True,
-                  progress=None) -> BuildReport:
+                  projection: bool = True, progress=None) -> BuildReport:
     """Write the Vitis project for ``weights`` (a model) or ``preset`` (a shape) into ``out``.
 
     Parameters
@@ -350,6 +351,9 @@ def build_project(out: str | Path, *, board: str | Board = "vck190", weights=Non
         Override the kernel's build parameters (tests use a small core).
     resources : bool
         Estimate the resources (and check them against the device).
+    projection : bool
+        Project tokens/s and watts with ``nsllm estimate``'s code (firing rates measured with
+        the golden model of ``weights``, or of the shipped model for a preset).
     progress : _Steps, optional
         Where step progress goes (default: stderr).
 
@@ -419,6 +423,13 @@ def build_project(out: str | Path, *, board: str | Board = "vck190", weights=Non
             raise BuildError(f"the kernel does not fit the {board.part}: {'; '.join(over)} "
                              "(estimate); build for a smaller model or fewer weight ports")
 
+    proj = None
+    if projection:
+        proj = steps.run("projection", "projection (nsllm estimate)", _projection, cfg, board,
+                         weights, params, packing, clock_mhz, resources,
+                         lambda msg: steps.say(f"  {msg}"),
+                         note="firing rates from the golden model")
+
     out = Path(out)
     files: dict[str, bytes | str] = {f"rtl/{name}": text for name, text in rtl.items()}
     files["kernel.xml"] = kernel_xml(args, interfaces)
@@ -445,7 +456,7 @@ def build_project(out: str | Path, *, board: str | Board = "vck190", weights=Non
     report = BuildReport(out, board.name, board.part, model_name, params, clock_hz, platform,
                          packing, plan, image_files, image is None, res, res_note, by_unit,
                          {n: board.capacity[k] for n, k in CAPACITY_KEYS.items()
-                          if k in board.capacity})
+                          if k in board.capacity}, projection=proj)
     files["report/README.md"] = _report_markdown(report, board)
     report.files = sorted(files) + ["build.json", "report/report.json"]
     for name, data in files.items():
@@ -454,6 +465,37 @@ def build_project(out: str | Path, *, board: str | Board = "vck190", weights=Non
     write_json(out / "report" / "report.json", report.as_dict())
     write_json(out / "build.json", report.as_dict())
     return report
+
+
+PROJECTION_TOKENS = 256  #: tokens of held-out text the firing rates are measured on
+
+
+def _projection(cfg, board: Board, weights, params: CoreParams, packing: str, clock_mhz: float,
+                synthesized: bool, say) -> dict:
+    """``nsllm estimate`` for this build: tokens/s, roofline, watts (XPE's default toggle rate;
+    ``nsllm estimate --activity sim`` measures it in Verilator)."""
+    from nsllm.model import load_model, resolve_model_path
+    from nsllm.perf import resources as res_mod
+    from nsllm.perf.activity import Activity
+    from nsllm.perf.estimate import estimate
+    from nsllm.perf.firing import measure
+
+    label = cfg.name
+    if weights is None:  # a preset: the shipped model's firing rates
+        path = resolve_model_path(None)
+        weights, label = load_model(path), f"the shipped model ({path.name})"
+    say(f"measuring firing rates with the golden model of {label} on {PROJECTION_TOKENS} "
+        "held-out tokens …")
+    firing = measure(weights, max_tokens=PROJECTION_TOKENS, model_label=label)
+    res = res_mod.load(params, synthesize=synthesized)
+    est = estimate(cfg, board, firing, res, Activity.default(), weight_ports=params.weight_ports,
+                   packing=packing, clock_mhz=clock_mhz, params=params)
+    d = est.as_dict()
+    return {k: d[k] for k in ("tokens_per_s", "cycles_per_token", "roofline_tokens_per_s",
+                              "roofline_fraction", "firing_rate", "watts", "watts_total",
+                              "tokens_per_joule", "limits", "bytes_per_token")} | {
+        "firing_source": d["firing"]["source"], "activity_source": d["activity"]["source"],
+        "resources_source": d["resources"]["source"]}
 
 
 def _report_markdown(r: BuildReport, board: Board) -> str:
@@ -507,6 +549,20 @@ def _report_markdown(r: BuildReport, board: Board) -> str:
                      f"{b.capacity_bytes / 2**30:g} GiB | {used[b.tag] / 2**20:,.1f} MiB |")
     if r.bytes_estimated:
         lines += ["", "Buffer sizes estimated from the preset's shape (no model image)."]
+    if r.projection:
+        pr, w, tpj = r.projection, r.projection["watts"], r.projection["tokens_per_joule"]
+        lines += [
+            "", "## Projection (estimate, not a measurement)", "",
+            f"`nsllm estimate`'s cycle and power models for this build at {r.clock_hz / 1e6:g} "
+            f"MHz, {r.packing}, batch 1: **{pr['tokens_per_s']:,.1f} tokens/s** "
+            f"({pr['cycles_per_token']:,} cycles/token; {pr['roofline_fraction']:.0%} of the DRAM "
+            f"roofline of {pr['roofline_tokens_per_s']:,.1f} tokens/s), "
+            f"{w['typical']:.2f} W dynamic (band {w['low']:.2f}–{w['high']:.2f}), "
+            f"{tpj['typical']:.2f} tokens/J. Firing rate {pr['firing_rate']:.3f}: "
+            f"{pr['firing_source']}. Activity: {pr['activity_source']}. Resources: "
+            f"{pr['resources_source']}. Method and assumptions: docs/performance.md; "
+            "measure on the board with `nsllm bench --backend xrt`.",
+        ]
     lines += ["", "## Tools assumed", "", *(f"* {k}: {v}" for k, v in TOOL_VERSIONS.items()),
               "", "Steps and what each needs: docs/board.md of the nsllm repository.", ""]
     return "\n".join(lines)

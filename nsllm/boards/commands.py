@@ -1,8 +1,8 @@
 """``nsllm build``: write the Vitis RTL-kernel project of a model (or a preset) for a board.
 
 ``nsllm build --board vck190 (--model M | --preset P) [--weight-ports N] [--clock-mhz F]
-[--memory PORT=TAG …] [--packing 2bit|base3] [--platform NAME] [--skip-resources] --out DIR
-[--json]``
+[--memory PORT=TAG …] [--packing 2bit|base3] [--platform NAME] [--skip-resources]
+[--skip-projection] --out DIR [--json]``
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ def cmd_build(args) -> int:
     report = build_project(args.out, board=args.board, weights=weights, preset=args.preset,
                            weight_ports=args.weight_ports, clock_mhz=args.clock_mhz,
                            memory=memory, platform=args.platform or DEFAULT_PLATFORM,
-                           packing=args.packing, resources=not args.skip_resources)
+                           packing=args.packing, resources=not args.skip_resources,
+                           projection=not args.skip_projection)
     summary = report.as_dict()
     if args.json:
         print(json.dumps(summary))
@@ -56,6 +57,11 @@ def cmd_build(args) -> int:
             ("LUT", "FF", "BRAM", "URAM", "DSP")))
     else:
         print(f"  resources {report.resources_note}")
+    if report.projection:
+        pr = report.projection
+        print(f"  projection (estimate): {pr['tokens_per_s']:,.1f} tokens/s "
+              f"({pr['roofline_fraction']:.0%} of the DRAM roofline), "
+              f"{pr['watts']['typical']:.2f} W dynamic, firing rate {pr['firing_rate']:.3f}")
     print(f"  next: make -C {report.out}  (Vivado/Vitis 2023.2; see {report.out}/report/README.md)"
           "; then on the board: python3 host/run.py (docs/board.md)")
     return 0
@@ -90,6 +96,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="Vitis platform for the Makefile (default xilinx_vck190_base_202320_1)")
     p.add_argument("--skip-resources", action="store_true",
                    help="skip the Yosys resource estimate (and its fit check)")
+    p.add_argument("--skip-projection", action="store_true",
+                   help="skip the tokens/s and watts projection (nsllm estimate) in the report")
     p.add_argument("--out", "-o", required=True, type=options.output_folder,
                    help="project folder (created; its files are replaced)")
     p.add_argument("--json", action="store_true", help="print one JSON object")

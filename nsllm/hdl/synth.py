@@ -303,6 +303,17 @@ def _yosys_version() -> str:
         return "?"
 
 
+def abc_fallback(top: str) -> list[str]:
+    """synth_xilinx -family xcup with its LUT-mapping step done by ``abc`` instead of ``abc9``
+    (the rest of the script as Yosys runs it: ``help synth_xilinx``, labels up to map_luts)."""
+    return [f"synth_xilinx -family xcup -top {top} -noiopad -noclkbuf -uram -run :map_luts",
+            "opt_expr -mux_undef -noclkinv", "abc -luts 2:2,3,6:5,10,20", "clean",
+            "xilinx_srl -fixed -minlen 3",
+            "techmap -map +/xilinx/lut_map.v -map +/xilinx/cells_map.v -D LUT_WIDTH=6",
+            "xilinx_dffopt", "opt_lut_ins -tech xilinx", "clean",
+            "tee -q -o mapped.json stat -json"]
+
+
 def _synth_unit(name: str, blocks, kids, techmap: bool, timeout: float):
     """(own generic cells, own mapped cells) of one module."""
     with tempfile.TemporaryDirectory(prefix="nsllm-synth-") as tmp:
@@ -314,7 +325,14 @@ def _synth_unit(name: str, blocks, kids, techmap: bool, timeout: float):
         if techmap:
             script += [f"synth_xilinx -family xcup -top {top} -noiopad -noclkbuf -uram",
                        "tee -q -o mapped.json stat -json"]
-        _yosys("; ".join(script), work, timeout)
+        try:
+            _yosys("; ".join(script), work, timeout)
+        except RuntimeError:
+            if not techmap:
+                raise
+            # yowasp's ABC9 (synth_xilinx's LUT mapper) exits without a message on some units
+            # (seen: the accumulator bank at the sim size); map those with classic ABC instead
+            _yosys("; ".join(script[:-2] + abc_fallback(top)), work, timeout)
         generic = json.loads((work / "generic.json").read_text())["modules"]
         mapped = json.loads((work / "mapped.json").read_text())["modules"] if techmap else {}
 

@@ -241,8 +241,8 @@ def convert_checkpoint(folder: str | os.PathLike, name: str | None = None) -> Mo
         weights.validate()  # NaN/Inf, ranges the integer model and the device image need
     except ValueError as e:
         raise ConversionError(f"{folder}: the checkpoint cannot be converted: {e}") from None
-    if cfg.tokenizer == "hf":
-        check_tokenizer(folder / "tokenizer.json", cfg.vocab_size)
+    if (folder / "tokenizer.json").is_file():  # none: the model works on token ids; text needs
+        check_tokenizer(folder / "tokenizer.json", cfg.vocab_size)  # one copied beside it
     return weights
 
 

@@ -49,6 +49,11 @@ def test_project_holds_every_file_and_the_image_per_bank(project, default_weight
     assert summary["params"]["weight_ports"] == PORTS and summary["clock_hz"] == 300_000_000
     report = (project / "report" / "README.md").read_text()
     assert "## Tools assumed" in report and "2023.2" in report
+    proj = summary["projection"]  # nsllm estimate's result for this build, in the report too
+    assert 0 < proj["tokens_per_s"] <= proj["roofline_tokens_per_s"]
+    assert 0 < proj["firing_rate"] < 1 and "golden model" in proj["firing_source"]
+    assert "## Projection (estimate, not a measurement)" in report
+    assert f"**{proj['tokens_per_s']:,.1f} tokens/s**" in report
 
 
 @pytest.mark.parametrize("ports, clock_mhz, expected, gbytes", [
@@ -186,10 +191,12 @@ def test_cli_build_nsllm_1_5b_preset(tmp_path):
         assert (out / name).is_file()
     assert summary["bytes_estimated"] and summary["image_files"] == {}
     print(f"nsllm build --preset nsllm-1.5b: {seconds:.0f} s; steps {summary['seconds']}")
-    if summary["resources"] is not None:  # the resource report shows the kernel fits
-        cap = VCK190.capacity
-        assert all(summary["resources"][k] <= cap[c] for k, c in
-                   [("LUT", "LUT"), ("FF", "FF"), ("BRAM", "BRAM36"), ("DSP", "DSP")])
+    cap = VCK190.capacity  # the resource report shows the kernel fits
+    assert all(summary["resources"][k] <= cap[c] for k, c in
+               [("LUT", "LUT"), ("FF", "FF"), ("BRAM", "BRAM36"), ("URAM", "URAM"),
+                ("DSP", "DSP")])
+    proj = summary["projection"]
+    assert 0 < proj["tokens_per_s"] <= proj["roofline_tokens_per_s"]
 
 
 def test_preset_config_intermediate_matches_expectation():

@@ -76,6 +76,16 @@ def test_tokenizer_json_is_copied_and_selected(tmp_path):
     assert dst.read_text() == text
 
 
+def test_checkpoint_without_tokenizer_json_converts(tmp_path):
+    """No tokenizer.json: the model converts (it runs on token ids); text needs one beside it."""
+    from nsllm.quant.convert import copy_tokenizer
+
+    write_checkpoint(tmp_path / "ckpt", hf_config(vocab=300))
+    w = convert_checkpoint(tmp_path / "ckpt")
+    assert w.config.vocab_size == 300 and w.config.tokenizer == "hf"
+    assert copy_tokenizer(tmp_path / "ckpt", tmp_path / "out" / "m.nsllm") is None
+
+
 def _bad(tmp_path, cfg_changes=None, drop=None, reshape=None):
     cfg = hf_config(**(cfg_changes or {}))
     t = hf_tensors(hf_config())
