@@ -33,6 +33,11 @@ from nsllm.hdl.core import CoreParams, ternary_paths  # noqa: E402
 from nsllm.hdl.synth import core_resources, synthesize  # noqa: E402
 
 COLUMNS = ("LUT", "FF", "BRAM", "URAM", "DSP")
+
+
+def _count(v: float) -> str:
+    """A cell count for the table: thousands separated, halves kept (a RAMB18 is ½ BRAM36)."""
+    return f"{v:,.0f}" if float(v).is_integer() else f"{v:,.1f}"
 CAPACITY = {"LUT": "LUT", "FF": "FF", "BRAM": "BRAM36", "URAM": "URAM", "DSP": "DSP"}
 
 
@@ -128,8 +133,9 @@ def main(argv=None) -> int:
     print("| unit | " + " | ".join(COLUMNS) + " |")
     print("| --- | " + " | ".join("---:" for _ in COLUMNS) + " |")
     for name, res in core["units"].items():
-        print(f"| {name} | " + " | ".join(f"{res[k]:,.4g}" for k in COLUMNS) + " |")
-    print("| **total** | " + " | ".join(f"**{core['total'][k]:,.4g}**" for k in COLUMNS) + " |")
+        print(f"| {name} | " + " | ".join(_count(res[k]) for k in COLUMNS) + " |")
+    print("| **total** | " + " | ".join(f"**{_count(core['total'][k])}**" for k in COLUMNS)
+          + " |")
     print("| XCVC1902 | " + " | ".join(f"{core['capacity'][k]:,}" for k in COLUMNS) + " |")
     print("| share | " + " | ".join(f"{core['total'][k] / core['capacity'][k]:.1%}"
                                      for k in COLUMNS) + " |")
