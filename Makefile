@@ -26,8 +26,9 @@ $(STAMP): pyproject.toml
 	fi
 	touch $(STAMP)
 
+# `make demo MODEL=hybrid` runs the shipped MLGRU/SLA hybrid instead of the default model.
 demo: install
-	$(VENV)/bin/nsllm demo
+	$(VENV)/bin/nsllm demo $(if $(MODEL),--model $(MODEL))
 
 test: install
 	$(PY) -m pytest -q

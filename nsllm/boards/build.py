@@ -163,10 +163,16 @@ def plan_memory(board: Board, masters: list[str], port_bytes: int, clock_hz: flo
 
 def board_params(board: Board, cfg, weight_ports: int) -> CoreParams:
     """The board build (:meth:`CoreParams.board`: vector, packings, D range) with the board's
-    port width, ``weight_ports`` and the maxima of the shape ``cfg``."""
+    port width, ``weight_ports`` and the maxima of the shape ``cfg`` — with an SLA unit of
+    32 lanes (fewer for small heads) when it has SLA layers."""
+    sla = {}
+    if cfg.sla_layers():
+        head = max(cfg.sla_params(li).head_dim for li in cfg.sla_layers())
+        sla = dict(max_sla_layers=len(cfg.sla_layers()), max_head_dim=head,
+                   sla_lanes=min(32, head))
     return replace(CoreParams.board(), port_bytes=board.axi_port_bytes, weight_ports=weight_ports,
                    max_vocab=cfg.vocab_size, max_hidden=cfg.hidden_size,
-                   max_intermediate=cfg.intermediate_size, max_layers=cfg.num_layers)
+                   max_intermediate=cfg.intermediate_size, max_layers=cfg.num_layers, **sla)
 
 
 def shape_bytes(cfg, port_bytes: int, packing: str, weight_ports: int) -> tuple[int, int]:

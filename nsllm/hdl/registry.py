@@ -1,7 +1,7 @@
 """The registry of generated components: names, sizes, and Verilog generation.
 
 Each component module (``trits``, ``accumulator``, ``spike``, ``norm``, ``mlgru``, ``gate``,
-``argmax``, and the ``core`` package: the core itself and its units) defines a module-level
+``sla``, ``argmax``, and the ``core`` package: the core itself and its units) defines a module-level
 ``COMPONENTS: dict[str, ComponentSpec]``. A spec names the component and gives two factories:
 ``sim`` (small, fast to simulate and lint) and ``board`` (the parameterisation the VCK190 core
 uses: 512-bit weight words, 256 lanes, ...).
@@ -37,7 +37,8 @@ from amaranth.back import verilog
 from amaranth.lib import wiring
 
 #: Modules of :mod:`nsllm.hdl` that define ``COMPONENTS``.
-COMPONENT_MODULES = ("trits", "accumulator", "spike", "norm", "mlgru", "gate", "argmax", "core")
+COMPONENT_MODULES = ("trits", "accumulator", "spike", "norm", "mlgru", "gate", "argmax", "sla",
+                     "core")
 SIZES = ("sim", "board")
 
 

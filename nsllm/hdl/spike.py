@@ -109,7 +109,9 @@ class MembraneScale(wiring.Component):
 
 
 class SpikeEncoder(wiring.Component):
-    """I-LIF count: ``spike_count(shift_round(potential, shift), D, delta_q)``, no multiplier.
+    """I-LIF count: ``spike_count(shift_round(potential, shift), D, delta_q)``, no multiplier;
+    with ``unsigned_counts`` set, ``spike_count_unsigned`` (a negative potential gives 0: SLA's
+    q, k).
 
     Parameters
     ----------
@@ -128,11 +130,12 @@ class SpikeEncoder(wiring.Component):
     D : In(range(max_D + 1))
     delta_q : In(unsigned(delta_bits))
     shift : In(signed)
+    unsigned_counts : In(1)
         Runtime configuration, held constant while a layer streams through.
     i_stream : In(stream.Signature(StructLayout({"potential", "index", "last"})))
         The output of :class:`MembraneScale`.
     o_stream : Out(stream.Signature(StructLayout({"count", "index", "last"})))
-        ``count`` in ``[−D, D]``.
+        ``count`` in ``[−D, D]`` (``[0, D]`` when unsigned).
     error : Out(1)
         Sticky: ``D > max_D`` or ``shift`` outside ``[shift_min, shift_max]`` was used.
 
@@ -160,6 +163,7 @@ class SpikeEncoder(wiring.Component):
             "D": In(range(max_D + 1)),
             "delta_q": In(unsigned(delta_bits)),
             "shift": In(shift_shape),
+            "unsigned_counts": In(1),
             "i_stream": In(stream.Signature(self.in_layout)),
             "o_stream": Out(stream.Signature(self.out_layout)),
             "error": Out(1),
@@ -187,14 +191,14 @@ class SpikeEncoder(wiring.Component):
         with m.Else():
             m.d.comb += u.eq(unshifted)
 
-        # count = sign(u) · min(max((|u| − δ + ½) >> U_FRAC, 0), D)
+        # count = sign(u) · min(max((|u| − δ + ½) >> U_FRAC, 0), D); unsigned: 0 for u < 0
         r = Signal(signed(len(u) + 2))  # unsigned − unsigned is signed in Amaranth: r may be < 0
         m.d.comb += r.eq(abs(u) - self.delta_q + (1 << (nx.U_FRAC - 1)))
         q = Signal(unsigned(len(r)))
         m.d.comb += q.eq(Mux(r < 0, 0, r >> nx.U_FRAC))
         mag = Signal(range(self.max_D + 1))
         m.d.comb += mag.eq(Mux(q > self.D, self.D, q))
-        count = Mux(u < 0, -mag, mag)
+        count = Mux(u < 0, Mux(self.unsigned_counts, 0, -mag), mag)
 
         advance = ~o.valid | o.ready
         m.d.comb += i.ready.eq(advance)
@@ -385,7 +389,7 @@ class SpikeIndexFilter(wiring.Component):
 
 class EncoderArray(wiring.Component):
     """``lanes`` I-LIF encoders in lockstep: a word of activations and of encoder mantissas →
-    a word of spike counts (``numerics.encode_q``), one word per cycle.
+    a word of spike counts (``numerics.encode_q``, signed or unsigned), one word per cycle.
 
     Each lane is a :class:`MembraneScale` (``x · mant``, the one multiply) followed by a
     :class:`SpikeEncoder` (shift, δ, clip to ±D); ``D``, ``delta_q`` and ``shift`` are shared.
@@ -397,7 +401,7 @@ class EncoderArray(wiring.Component):
         "index", "last"}))
         ``mant`` is a table word (int32 entries; the low MULT_BITS are the mantissa).
     o_stream : Out(stream({"counts": ArrayLayout(count, lanes), "index", "last"}))
-    D, delta_q, shift : In
+    D, delta_q, shift, unsigned_counts : In
     error : Out(1)
         Sticky: some lane's encoder saw D or shift out of range.
     """
@@ -426,6 +430,7 @@ class EncoderArray(wiring.Component):
             "D": In(range(max_D + 1)),
             "delta_q": In(unsigned(probe.delta_bits)),
             "shift": In(len(probe.shift)),
+            "unsigned_counts": In(1),
             "error": Out(1),
         })
 
@@ -443,6 +448,7 @@ class EncoderArray(wiring.Component):
                 scale.i_stream.p.mant.eq(i.p.mant[k][:nx.MULT_BITS]),
                 scale.i_stream.p.index.eq(i.p.index), scale.i_stream.p.last.eq(i.p.last),
                 enc.D.eq(self.D), enc.delta_q.eq(self.delta_q), enc.shift.eq(self.shift),
+                enc.unsigned_counts.eq(self.unsigned_counts),
                 enc.o_stream.ready.eq(o.ready), o.p.counts[k].eq(enc.o_stream.p.count),
             ]
             errors.append(enc.error)

@@ -212,6 +212,7 @@ class ModelDevice:
         self.mem = bytearray(mem_bytes)
         self._alloc = FlatAllocator(mem_bytes)
         self.scratch = np.zeros(build.scratch_entries, dtype=np.int64)  # persists across runs
+        self.sla_state = np.zeros((build.max_sla_layers, build.sla_slot_entries), dtype=np.int64)
         self.regs = {r: 0 for r in Reg}
         for name, value in build_register_values(build).items():
             self.regs[Reg[name]] = value
@@ -313,6 +314,7 @@ class ModelDevice:
             if self._interpreter is None or self._key != key:
                 self._interpreter = Interpreter(image, regions, self.build)
                 self._interpreter.scratch = self.scratch
+                self._interpreter.sla_state = self.sla_state  # on-chip: survives new images
                 self._key = key
             interp = self._interpreter
             runnable = [ins for ins in program if isinstance(ins, Instr)]

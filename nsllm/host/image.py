@@ -113,9 +113,42 @@ class ModelImage:
         return {"image.bin": self.raw,
                 **{f"weights{k}.bin": r for k, r in enumerate(self.regions)}}
 
+    @property
+    def sla_layers(self) -> int:
+        """SLA state slots the programs use (the model's SLA layers)."""
+        return max((ins.slot + 1 for ins in self.reset + self.token
+                    if ins.op in (Op.SLA, Op.SLACLEAR)), default=0)
+
+    @property
+    def sla_head_dims(self) -> set[int]:
+        """Head sizes of the model's SLA layers."""
+        return {ins.m for ins in self.token if ins.op == Op.SLA}
+
     def check_fits(self, build: BuildLimits) -> None:
         """Raise :class:`ImageError` naming every maximum this model exceeds."""
         problems = []
+        if self.sla_layers:
+            head = max(self.sla_head_dims, default=0)
+            if build.max_sla_layers == 0:
+                problems.append(f"the model has {self.sla_layers} SLA layers, the core has no "
+                                f"SLA unit (rebuild the core with CoreParams.max_sla_layers ≥ "
+                                f"{self.sla_layers} and max_head_dim ≥ {head})")
+            else:
+                if self.sla_layers > build.max_sla_layers:
+                    problems.append(f"SLA layers {self.sla_layers} > {build.max_sla_layers} "
+                                    f"(rebuild the core with CoreParams.max_sla_layers ≥ "
+                                    f"{self.sla_layers})")
+                if head > build.max_head_dim:
+                    problems.append(f"SLA head size {head} > {build.max_head_dim} (rebuild the "
+                                    f"core with CoreParams.max_head_dim ≥ {head})")
+                small = sorted(h for h in self.sla_head_dims
+                               if h < max(build.sla_lanes, build.align))
+                if small:
+                    problems.append(f"SLA head size {small[0]} below the build's "
+                                    f"{max(build.sla_lanes, build.align)} (SLA lanes "
+                                    f"{build.sla_lanes}, vector width {build.align}; rebuild "
+                                    f"the core with fewer CoreParams.sla_lanes or a smaller "
+                                    f"--vector)")
         for what, need, have, flag in [
             ("vocabulary", self.vocab, build.max_vocab, "--max-vocab"),
             ("hidden size", self.hidden, build.max_hidden, "--max-hidden"),

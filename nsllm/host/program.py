@@ -30,8 +30,8 @@ from ..isa import (
     columns_per_port,
     scratch_layout,
 )
-from ..isa.layout import TABLE_ENTRY_BYTES, check_column
-from ..isa.opcodes import FLAG_BASE3
+from ..isa.layout import TABLE_ENTRY_BYTES, check_column, sla_head_problem
+from ..isa.opcodes import FLAG_BASE3, FLAG_UNSIGNED
 from ..model import numerics as nx
 from ..model.integer import IntegerParams
 from ..model.packing import bytes_per_column, pack_trits, unpack_trits
@@ -66,18 +66,24 @@ def program_outline(cfg, port_bytes: int, packing: str = "2bit", weight_ports: i
                     ) -> tuple[list[Instr], list[Instr]]:
     """The reset and per-token programs of a model shape, without tables or weights.
 
-    The token program runs the graph of :mod:`nsllm.model.graph`: embedding, per layer the MLGRU
-    token mixer and the GLU channel mixer, then the final norm, LM head and argmax. LINEAR
-    descriptors carry their strides and per-region sizes (``weight`` offsets are filled in by
-    :func:`compile_program`, which also adds tables and constants). The performance model uses
-    the outline alone (no weights needed, any size).
+    The token program runs the graph of :mod:`nsllm.model.graph`: embedding, per layer the token
+    mixer (MLGRU, or SLA: the q, k, v, g projections, COUNT of q, k, v, one SLA instruction, one
+    NORM per head, the SiLU gate) and the GLU channel mixer, then the final norm, LM head and
+    argmax. LINEAR descriptors carry their strides and per-region sizes (``weight`` offsets are
+    filled in by :func:`compile_program`, which also adds tables and constants). The reset
+    program clears every MLGRU layer's h and every SLA layer's state slot. The performance model
+    uses the outline alone (no weights needed, any size).
     """
     d, inter, vocab = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size
-    mixer = getattr(cfg, "token_mixer", "mlgru")
-    mixers = {mixer} if isinstance(mixer, str) else set(mixer)
-    if mixers - {"mlgru"}:
-        raise ProgramError(f"the core runs MLGRU token mixers only; this model has "
-                           f"{', '.join(sorted(mixers - {'mlgru'}))} layers")
+    mixers = cfg.mixers() if hasattr(cfg, "mixers") else ["mlgru"] * cfg.num_layers
+    unknown = set(mixers) - {"mlgru", "sla"}
+    if unknown:
+        raise ProgramError(f"the core runs MLGRU and SLA token mixers; this model has "
+                           f"{', '.join(sorted(unknown))} layers")
+    sla_layers = [li for li, mx in enumerate(mixers) if mx == "sla"]
+    for li in sla_layers:
+        if problem := sla_head_problem(cfg.sla_params(li).head_dim):
+            raise ProgramError(f"layers.{li}: {problem}")
     for what, n in [("hidden size", d), ("intermediate size", inter), ("vocabulary", vocab)]:
         if n % ALIGN:
             raise ProgramError(f"the core needs a {what} that is a multiple of {ALIGN}, not {n}")
@@ -103,15 +109,13 @@ def program_outline(cfg, port_bytes: int, packing: str = "2bit", weight_ports: i
                      stride=stride, wsize=columns_per_port(in_f, weight_ports) * stride,
                      flags=flags, name=name)
 
-    reset = [Instr(Op.CLEAR, n=d, dst=lay[f"h{li}"], name=f"layers.{li}.h")
+    slot = {li: s for s, li in enumerate(sla_layers)}
+    reset = [Instr(Op.SLACLEAR, slot=slot[li], name=f"layers.{li}.sla.state") if li in slot
+             else Instr(Op.CLEAR, n=d, dst=lay[f"h{li}"], name=f"layers.{li}.h")
              for li in range(cfg.num_layers)]
-    prog = [Instr(Op.EMBED, n=d, m=vocab, dst=lay["x"], shift_b=embed_row_shift(d),
-                  name="embed")]
-    for li in range(cfg.num_layers):
-        p = f"layers.{li}"
-        prog += [
-            norm(lay["x"], lay["a"], f"{p}.attn_norm.weight"),
-            unorm(lay["a"], lay["xn"], f"{p}.attn.unit_norm"),
+
+    def mlgru_mixer(li, p):
+        return [
             linear(f"{p}.attn.i_proj", lay["xn"], lay["i"]),
             linear(f"{p}.attn.f_proj", lay["xn"], lay["f"]),
             linear(f"{p}.attn.g_proj", lay["xn"], lay["g"]),
@@ -120,6 +124,33 @@ def program_outline(cfg, port_bytes: int, packing: str = "2bit", weight_ports: i
             norm(lay["g"], lay["gn"], f"{p}.attn.g_norm.weight"),
             Instr(Op.SILUGATE, n=d, src_a=lay["gn"], src_b=lay[f"h{li}"], dst=lay["o_in"],
                   name=f"{p}.attn.o_in"),
+        ]
+
+    def sla_mixer(li, p):
+        dh = cfg.sla_params(li).head_dim
+        ops = [linear(f"{p}.attn.{c}_proj", lay["xn"], lay[c]) for c in ("q", "k", "v")]
+        ops.append(linear(f"{p}.attn.g_proj", lay["xn"], lay["g"]))
+        ops += [Instr(Op.COUNT, n=d, src_a=lay[c], dst=lay[f"{c}c"],
+                      flags=FLAG_UNSIGNED if c != "v" else 0, name=f"{p}.sla.{c}")
+                for c in ("q", "k", "v")]
+        ops.append(Instr(Op.SLA, n=d, m=dh, src_a=lay["qc"], src_b=lay["kc"], src_c=lay["vc"],
+                         dst=lay["o"], slot=slot[li], name=f"{p}.sla"))
+        # the head norm: one NORM per head (rmsnorm over d_h, then its slice of o_norm.weight)
+        ops += [Instr(Op.NORM, n=dh, src_a=lay["o"] + h * dh, dst=lay["on"] + h * dh,
+                      param=nx.sqrt_d_const(dh), name=f"{p}.attn.o_norm.weight[{h}]")
+                for h in range(d // dh)]
+        ops.append(Instr(Op.SILUGATE, n=d, src_a=lay["on"], src_b=lay["g"], dst=lay["o_in"],
+                         name=f"{p}.attn.o_in"))
+        return ops
+
+    prog = [Instr(Op.EMBED, n=d, m=vocab, dst=lay["x"], shift_b=embed_row_shift(d),
+                  name="embed")]
+    for li in range(cfg.num_layers):
+        p = f"layers.{li}"
+        prog += [
+            norm(lay["x"], lay["a"], f"{p}.attn_norm.weight"),
+            unorm(lay["a"], lay["xn"], f"{p}.attn.unit_norm"),
+            *(sla_mixer(li, p) if li in slot else mlgru_mixer(li, p)),
             unorm(lay["o_in"], lay["xn"], f"{p}.attn.o_unit_norm"),
             linear(f"{p}.attn.o_proj", lay["xn"], lay["y"]),
             Instr(Op.ADD, n=d, src_a=lay["x"], src_b=lay["y"], dst=lay["x"],
@@ -142,6 +173,14 @@ def program_outline(cfg, port_bytes: int, packing: str = "2bit", weight_ports: i
         Instr(Op.ARGMAX, n=vocab, src_a=lay["logits"], name="argmax"),
     ]
     return reset + [Instr(Op.END)], prog + [Instr(Op.END)]
+
+
+def _head_slice(name: str) -> tuple[str, int | None]:
+    """``"layers.1.attn.o_norm.weight[2]"`` → (the norm weight, head 2); no index: (name, None)."""
+    if name.endswith("]"):
+        weight, head = name[:-1].split("[")
+        return weight, int(head)
+    return name, None
 
 
 @dataclass
@@ -197,8 +236,18 @@ def compile_program(params: IntegerParams, port_bytes: int, packing: str = "2bit
             rows[:, :ins.n] = params.embedding
             ins.table = table(rows)
         elif ins.op == Op.NORM:
-            mult = params.norms[ins.name]
-            ins.shift_a, ins.table = shift(mult.shift, ins.name), table(mult.mant)
+            weight, head = _head_slice(ins.name)
+            mult = params.norms[weight]
+            mant = mult.mant if head is None else mult.mant[head * ins.n:(head + 1) * ins.n]
+            ins.shift_a, ins.table = shift(mult.shift, ins.name), table(mant)
+        elif ins.op == Op.COUNT:
+            li, which = int(ins.name.split(".")[1]), ins.name.rsplit(".", 1)[1]
+            cp = params.sla[li].counts[which]
+            ins.D, ins.delta_q = cp.D, cp.delta_q
+            ins.shift_a, ins.table = shift(cp.enc_shift, ins.name), table(cp.enc.mant)
+        elif ins.op == Op.SLA:
+            sp = params.sla[int(ins.name.split(".")[1])]
+            ins.table = table(np.repeat(sp.shifts, sp.head_dim))  # each channel: its head's b
         elif ins.op == Op.MLGRU:
             lb = params.lower_bounds[int(ins.name.split(".")[1])]
             ins.table = table(np.zeros(ins.n) if lb is None else lb)
@@ -264,6 +313,8 @@ class Interpreter:
         self.build = build
         self.bounds = Regions(self.image.size, min((r.size for r in self.regions), default=0))
         self.scratch = np.zeros(build.scratch_entries, dtype=np.int64)
+        #: the SLA unit's state memory: one row of entries per slot
+        self.sla_state = np.zeros((build.max_sla_layers, build.sla_slot_entries), dtype=np.int64)
         self.token = 0
         self._columns: dict[tuple[int, int, int], np.ndarray] = {}  # unpacked (m, n) trits
 
@@ -272,7 +323,7 @@ class Interpreter:
         start = ins.table if offset is None else offset
         stats.table_bytes += TABLE_ENTRY_BYTES * ins.n
         raw = self.image[start: start + TABLE_ENTRY_BYTES * ins.n].view("<i4").astype(np.int64)
-        if ins.op in (Op.NORM, Op.LINEAR):  # signed MULT_BITS mantissas
+        if ins.op in (Op.NORM, Op.LINEAR, Op.COUNT):  # signed MULT_BITS mantissas
             return (raw & 0xFFFF) - ((raw & 0x8000) << 1)
         if ins.op == Op.MLGRU:  # unsigned Q1.15 lower bounds
             return raw & 0xFFFF
@@ -347,4 +398,26 @@ class Interpreter:
                 s[out] = 0
             elif ins.op == Op.ARGMAX:
                 self.token = nx.argmax_q(a)
+            elif ins.op == Op.COUNT:
+                s[out] = nx.encode_q(a, self._table(ins, stats), ins.shift_a, ins.D,
+                                     ins.delta_q, unsigned=ins.unsigned)
+            elif ins.op == Op.SLA:
+                self._sla(ins, pc, stats)
+            elif ins.op == Op.SLACLEAR:
+                self.sla_state[ins.slot] = 0
         raise CoreFault(ErrorCode.PROGRAM, len(program), 0)  # ran off the end: no END
+
+    def _sla(self, ins: Instr, pc: int, stats: RunStats) -> None:
+        """The SLA instruction (:func:`nsllm.model.numerics.sla_q`) on its state slot; counts or
+        decay shifts outside the unit's ranges stop the run as the core does (DATAPATH)."""
+        s, n, dh = self.scratch, ins.n, ins.m
+        q, k, v = (s[start: start + n] for start in (ins.src_a, ins.src_b, ins.src_c))
+        shifts = self._table(ins, stats)[::dh]
+        top = nx.SLA_MAX_COUNT
+        if (np.any((q < 0) | (q > top) | (k < 0) | (k > top) | (np.abs(v) > top))
+                or np.any((shifts < 1) | (shifts > nx.SLA_MAX_DECAY_SHIFT))):
+            raise CoreFault(ErrorCode.DATAPATH, pc, int(ins.op))
+        state = self.sla_state[ins.slot, : n * dh].reshape(n // dh, dh, dh)
+        new, o = nx.sla_q(state, q, k, v, shifts)
+        self.sla_state[ins.slot, : n * dh] = new.reshape(-1)
+        s[ins.dst: ins.dst + n] = o

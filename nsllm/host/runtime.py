@@ -59,7 +59,8 @@ def read_build_limits(device: Device) -> BuildLimits:
         max_D=r(Reg.BUILD_MAX_D), scratch_entries=r(Reg.BUILD_SCRATCH),
         acc_bits=r(Reg.BUILD_ACC_BITS), weight_ports=r(Reg.BUILD_WEIGHT_PORTS),
         vector=r(Reg.BUILD_VECTOR), packings=BuildLimits.packings_from_bits(r(Reg.BUILD_PACKINGS)),
-        max_ops=r(Reg.BUILD_MAX_OPS))
+        max_ops=r(Reg.BUILD_MAX_OPS), max_sla_layers=r(Reg.BUILD_SLA_SLOTS),
+        max_head_dim=r(Reg.BUILD_SLA_HEAD), sla_lanes=r(Reg.BUILD_SLA_LANES))
 
 
 @dataclass

@@ -35,6 +35,7 @@ from .opcodes import (
     DESCRIPTOR_BYTES,
     DESCRIPTOR_FIELDS,
     FLAG_BASE3,
+    FLAG_UNSIGNED,
     Field,
     Instr,
     Op,
@@ -58,8 +59,9 @@ from .registers import (
 __all__ = [
     "ALIGN", "Access", "BuildLimits", "CTRL_DONE", "CTRL_IDLE", "CTRL_READY", "CTRL_START",
     "DESCRIPTOR_BITS", "DESCRIPTOR_BYTES", "DESCRIPTOR_FIELDS", "ERROR_DOCS", "ErrorCode",
-    "FLAG_BASE3", "Field", "ISA_VERSION", "Instr", "MAX_SHIFT", "MAX_WEIGHT_PORTS", "Op",
-    "PACKING_CODES", "REGISTER_MAP", "Reg", "Regions", "Register", "RegisterField",
+    "FLAG_BASE3", "FLAG_UNSIGNED", "Field", "ISA_VERSION", "Instr", "MAX_SHIFT",
+    "MAX_WEIGHT_PORTS", "Op", "PACKING_CODES", "REGISTER_MAP", "Reg", "Regions", "Register",
+    "RegisterField",
     "ScratchLayout", "TABLE_ALIGN", "UnknownOpcode", "check_instr", "column_port", "column_slot",
     "columns_per_port", "register", "scratch_layout", "status_fields",
 ]

@@ -16,9 +16,16 @@ interleave was chosen over row stripes.
 Tables
 ------
 Every table entry is a little-endian int32 and every table starts on a 64-byte boundary, so one
-loader serves all of them; the units read: NORM and LINEAR tables, the low 16 bits as a signed
-mantissa (``MULT_BITS``); MLGRU tables, the low 16 bits as an unsigned Q1.15 lower bound; EMBED
-rows, the whole int32 saturated to ``ACT_BITS``.
+loader serves all of them; the units read: NORM, LINEAR and COUNT tables, the low 16 bits as a
+signed mantissa (``MULT_BITS``); MLGRU tables, the low 16 bits as an unsigned Q1.15 lower bound;
+EMBED rows, the whole int32 saturated to ``ACT_BITS``; SLA tables, the whole int32 of each head's
+first channel as its decay shift (outside [1, ``SLA_MAX_DECAY_SHIFT``]: a datapath error).
+
+SLA state
+---------
+A build with SLA has ``max_sla_layers`` state *slots* in the SLA unit's on-chip memory, each of
+:attr:`BuildLimits.sla_slot_entries` 24-bit entries; an SLA layer's heads occupy the start of its
+slot, head after head, row-major (``S_h[i, j]`` at ``(h·d_h + i)·d_h + j``).
 """
 
 from __future__ import annotations
@@ -29,9 +36,9 @@ from .errors import ErrorCode
 from .opcodes import DESCRIPTOR_BYTES, Instr, Op
 
 __all__ = ["ALIGN", "MAX_SHIFT", "MAX_WEIGHT_PORTS", "PACKING_CODES", "TABLE_ALIGN",
-           "TRITS_PER_BYTE", "BuildLimits", "Regions", "ScratchLayout", "check_column",
-           "check_instr", "check_program", "column_port", "column_slot", "columns_per_port",
-           "scratch_layout"]
+           "SLA_VECTORS", "TRITS_PER_BYTE", "BuildLimits", "Regions", "ScratchLayout",
+           "check_column", "check_instr", "check_program", "column_port", "column_slot",
+           "columns_per_port", "scratch_layout", "sla_head_problem"]
 
 #: Vector lengths and scratchpad regions are multiples of this (``BuildLimits.align``: of the
 #: build's vector width when that is larger).
@@ -61,6 +68,14 @@ class BuildLimits:
     vector: int = 8
     packings: tuple[str, ...] = ("2bit",)
     max_ops: int = 1024
+    max_sla_layers: int = 0  #: SLA state slots (0: the build runs MLGRU layers only)
+    max_head_dim: int = 0  #: largest SLA head size d_h
+    sla_lanes: int = 1  #: state entries the SLA unit updates per cycle
+
+    @property
+    def sla_slot_entries(self) -> int:
+        """State entries of one slot: the largest layer's heads · d_h² = max_hidden · d_h."""
+        return self.max_hidden * self.max_head_dim
 
     @property
     def align(self) -> int:
@@ -132,18 +147,30 @@ class ScratchLayout:
         return self.regions[name][0]
 
 
-def scratch_layout(cfg) -> ScratchLayout:
+#: Scratchpad vectors of an SLA layer (hidden size each): the q, k, v projections, their counts,
+#: the pre-shifted read-out and the head-normed one.
+SLA_VECTORS = ("q", "k", "v", "qc", "kc", "vc", "o", "on")
+
+
+def scratch_layout(cfg, *, sla: bool | None = None) -> ScratchLayout:
     """The scratchpad of a model shape (``cfg``: hidden_size, intermediate_size, vocab_size,
-    num_layers): the residual stream, projections, GLU vectors, logits, the spike copy of the
-    last LINEAR's input, then every layer's recurrent state."""
+    num_layers, and ``mixers()`` if it has SLA layers): the residual stream, projections, GLU
+    vectors, logits, the spike copy of the last LINEAR's input, the SLA vectors (when the model
+    has SLA layers, or ``sla`` says so), then every MLGRU layer's recurrent state ``h<layer>``
+    (an SLA layer's state lives in the SLA unit's state memory)."""
     d, inter = cfg.hidden_size, cfg.intermediate_size
+    mixers = cfg.mixers() if hasattr(cfg, "mixers") else ["mlgru"] * cfg.num_layers
     lay = ScratchLayout()
     for name, n in [("x", d), ("a", d), ("xn", d), ("i", d), ("f", d), ("g", d), ("gn", d),
                     ("o_in", d), ("y", d), ("gu", 2 * inter), ("z", inter), ("zn", inter),
                     ("logits", cfg.vocab_size), ("spikes", max(d, inter))]:
         lay.add(name, n)
-    for li in range(cfg.num_layers):
-        lay.add(f"h{li}", d)
+    if sla or (sla is None and "sla" in mixers):
+        for name in SLA_VECTORS:
+            lay.add(name, d)
+    for li, mixer in enumerate(mixers):
+        if mixer == "mlgru":
+            lay.add(f"h{li}", d)
     return lay
 
 
@@ -158,10 +185,36 @@ SCRATCH_OPERANDS: dict[Op, tuple[tuple[str, str], ...]] = {
     Op.ADD: (("src_a", "n"), ("src_b", "n"), ("dst", "n")),
     Op.CLEAR: (("dst", "n"),),
     Op.ARGMAX: (("src_a", "n"),),
+    Op.COUNT: (("src_a", "n"), ("dst", "n")),
+    Op.SLA: (("src_a", "n"), ("src_b", "n"), ("src_c", "n"), ("dst", "n")),
+    Op.SLACLEAR: (),
     Op.END: (),
 }
 #: Opcodes that read a table of n int32 entries from the image region.
-TABLE_OPS = (Op.EMBED, Op.NORM, Op.LINEAR, Op.MLGRU)
+TABLE_OPS = (Op.EMBED, Op.NORM, Op.LINEAR, Op.MLGRU, Op.COUNT, Op.SLA)
+
+
+def _power_of_two(n: int) -> bool:
+    return n > 0 and not n & (n - 1)
+
+
+def sla_head_problem(head_dim: int) -> str | None:
+    """Why the core's SLA unit cannot run heads of ``head_dim`` channels (None: it can, given a
+    build with ``max_head_dim`` ≥ it): a head is a power of two of at least :data:`ALIGN`."""
+    if not _power_of_two(head_dim) or head_dim < ALIGN:
+        return (f"the core's SLA unit needs a head size that is a power of two of at least "
+                f"{ALIGN}, not {head_dim}")
+    return None
+
+
+def sla_field_error(ins: Instr, build: BuildLimits) -> bool:
+    """SLA's field rules: a state slot of the build, at most ``max_hidden`` channels in heads of
+    a power-of-two size d_h = ``m`` with ``sla_lanes`` and the vector width dividing it, at most
+    ``max_head_dim``, and ``m`` dividing ``n``."""
+    m = ins.m
+    return (ins.slot >= build.max_sla_layers or ins.n > build.max_hidden
+            or not _power_of_two(m) or m > build.max_head_dim
+            or m < build.sla_lanes or m < build.align or ins.n & (m - 1) != 0)
 
 
 def _shift_ok(s: int) -> bool:
@@ -186,6 +239,16 @@ def check_instr(ins: Instr, build: BuildLimits, regions: Regions, token: int = 0
             return ErrorCode.FIELD
     elif op in (Op.EMBED, Op.MLGRU):
         if ins.n > build.max_in or (op == Op.EMBED and ins.shift_b > MAX_ROW_SHIFT):
+            return ErrorCode.FIELD
+    elif op == Op.COUNT:  # the encoders of COUNT come with the SLA unit
+        if (build.max_sla_layers == 0 or not 1 <= ins.D <= build.max_D
+                or not _shift_ok(ins.shift_a) or ins.n > build.max_in):
+            return ErrorCode.FIELD
+    elif op == Op.SLA:
+        if sla_field_error(ins, build):
+            return ErrorCode.FIELD
+    elif op == Op.SLACLEAR:
+        if ins.slot >= build.max_sla_layers:
             return ErrorCode.FIELD
     for start_field, len_field in SCRATCH_OPERANDS[op]:
         start, n = getattr(ins, start_field), getattr(ins, len_field)

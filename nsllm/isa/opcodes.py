@@ -27,6 +27,17 @@ Instructions
 ``ADD``    ``dst = sat(src_a + src_b)``
 ``CLEAR``  ``dst[0:n] = 0``
 ``ARGMAX`` TOKEN_OUT = first index of ``max(src_a[0:n])``
+``COUNT``  ``dst = I-LIF(shift_round(src_a · table, shift_a); D, delta_q)``: the LINEAR's
+           encoder alone, counts written as activations; ``flags`` bit 1: unsigned counts
+           (``clip(round(u − δ), 0, D)``: SLA's q and k), else signed (SLA's v); builds with
+           an SLA unit only (elsewhere a FIELD error)
+``SLA``    spike-based linear attention, one layer: per head h of ``m`` (d_h) channels, with
+           q, k, v the counts at ``src_a``, ``src_b``, ``src_c`` and the layer's state S_h in
+           on-chip state slot ``slot``: ``S_h ← S_h − shift_round(S_h, b_h) + ((k_i·v_j) << 10)``
+           (``b_h``: table entry ``h·m``; the table holds the decay shift of each channel's
+           head), ``o_j = Σ_i q_i·S_h[i, j]``, ``dst = shift_round(o, e_h)`` with ``e_h`` from the
+           bit length of the head's largest |o| (``numerics.sla_q``); ``n`` channels in all
+``SLACLEAR`` state slot ``slot`` = 0 (the reset program)
 ========== ===============================================================================
 
 Any other opcode byte stops the core with :attr:`~nsllm.isa.errors.ErrorCode.OPCODE` — on the
@@ -40,8 +51,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from enum import IntEnum
 
-__all__ = ["DESCRIPTOR_BITS", "DESCRIPTOR_BYTES", "DESCRIPTOR_FIELDS", "FLAG_BASE3", "Field",
-           "Instr", "Op", "UnknownOpcode"]
+__all__ = ["DESCRIPTOR_BITS", "DESCRIPTOR_BYTES", "DESCRIPTOR_FIELDS", "FLAG_BASE3",
+           "FLAG_UNSIGNED", "Field", "Instr", "Op", "UnknownOpcode"]
 
 
 class Op(IntEnum):
@@ -57,11 +68,15 @@ class Op(IntEnum):
     ADD = 7
     CLEAR = 8
     ARGMAX = 9
+    COUNT = 10
+    SLA = 11
+    SLACLEAR = 12
 
 
 DESCRIPTOR_BYTES = 64
 DESCRIPTOR_BITS = 8 * DESCRIPTOR_BYTES
 FLAG_BASE3 = 1  #: ``flags`` bit 0: the LINEAR's columns are base-3 packed (5 trits per byte)
+FLAG_UNSIGNED = 2  #: ``flags`` bit 1: COUNT encodes unsigned counts (negative potentials → 0)
 
 
 @dataclass(frozen=True)
@@ -82,22 +97,25 @@ class Field:
 #: are zero in every image; the remaining bits up to :data:`DESCRIPTOR_BITS` are reserved too.
 DESCRIPTOR_FIELDS: tuple[Field, ...] = (
     Field("op", 8, doc="opcode (Op)"),
-    Field("D", 8, doc="LINEAR: largest spike count"),
-    Field("shift_a", 8, doc="NORM: weight shift; LINEAR: encoder shift"),
+    Field("D", 8, doc="LINEAR, COUNT: largest spike count"),
+    Field("shift_a", 8, doc="NORM: weight shift; LINEAR, COUNT: encoder shift"),
     Field("shift_b", 8, doc="LINEAR: output shift; EMBED: log2 of the row bytes"),
-    Field("delta_q", 16, doc="LINEAR: sparsification shift δ (U_FRAC fixed point)"),
-    Field("flags", 8, doc="LINEAR: bit 0 base3 packing"),
+    Field("delta_q", 16, doc="LINEAR, COUNT: sparsification shift δ (U_FRAC fixed point)"),
+    Field("flags", 8, doc="LINEAR: bit 0 base3 packing; COUNT: bit 1 unsigned counts"),
     Field("_pad0", 8),
-    Field("n", 32, doc="elements (LINEAR: input columns)"),
-    Field("m", 32, doc="LINEAR: outputs; EMBED: vocabulary"),
-    Field("src_a", 32, doc="scratchpad entry of the first operand"),
-    Field("src_b", 32, doc="scratchpad entry of the second operand (LINEAR: spike copy)"),
+    Field("n", 32, doc="elements (LINEAR: input columns; SLA: channels of all heads)"),
+    Field("m", 32, doc="LINEAR: outputs; EMBED: vocabulary; SLA: head size d_h"),
+    Field("src_a", 32, doc="scratchpad entry of the first operand (SLA: q counts)"),
+    Field("src_b", 32, doc="scratchpad entry of the second operand (LINEAR: spike copy; SLA: k "
+                           "counts)"),
     Field("dst", 32, doc="scratchpad entry of the result"),
     Field("param", 32, signed=True, doc="NORM/UNORM: √d constant; LINEAR: output mantissa"),
     Field("table", 32, doc="byte offset of the instruction's table in the image region"),
     Field("weight", 32, doc="LINEAR: byte offset of the layer in every weight region"),
     Field("stride", 32, doc="LINEAR: bytes per column slot (whole port words)"),
     Field("wsize", 32, doc="LINEAR: bytes of the layer in each weight region"),
+    Field("src_c", 32, doc="scratchpad entry of the third operand (SLA: v counts)"),
+    Field("slot", 16, doc="SLA, SLACLEAR: on-chip state slot of the layer"),
 )
 
 _OFFSETS: dict[str, int] = {}
@@ -112,6 +130,17 @@ del _bit, _f
 def field_offset(name: str) -> int:
     """Bit offset of a descriptor field (byte 0 bit 0 is offset 0)."""
     return _OFFSETS[name]
+
+
+def descriptor_markdown_table() -> str:
+    """The descriptor's fields as the Markdown table of docs/formats.md (kept equal by
+    tests/test_docs.py)."""
+    rows = ["| byte | field | bits | meaning |", "| --- | --- | --- | --- |"]
+    for f in DESCRIPTOR_FIELDS:
+        if not f.reserved:
+            bits = f"{f.bits} signed" if f.signed else str(f.bits)
+            rows.append(f"| {_OFFSETS[f.name] // 8} | {f.name} | {bits} | {f.doc} |")
+    return "\n".join(rows)
 
 
 class UnknownOpcode(ValueError):
@@ -146,6 +175,8 @@ class Instr:
     weight: int = 0
     stride: int = 0
     wsize: int = 0
+    src_c: int = 0
+    slot: int = 0
     name: str = ""
 
     def pack(self) -> bytes:
@@ -188,6 +219,10 @@ class Instr:
     @property
     def base3(self) -> bool:
         return bool(self.flags & FLAG_BASE3)
+
+    @property
+    def unsigned(self) -> bool:
+        return bool(self.flags & FLAG_UNSIGNED)
 
 
 # The dataclass and the field table must name the same fields (one definition, checked here).

@@ -28,7 +28,7 @@ __all__ = ["Access", "CTRL_DONE", "CTRL_IDLE", "CTRL_READY", "CTRL_START", "ISA_
            "register", "status_fields"]
 
 #: Version of the instruction set, descriptor layout and register map (BUILD_ISA low half).
-ISA_VERSION = 2
+ISA_VERSION = 3
 #: BUILD_ISA high half: "NS".
 ISA_MAGIC = 0x4E53
 
@@ -130,7 +130,9 @@ REGISTER_MAP: tuple[Register, ...] = (
     Register("STATUS", 0x54, Access.RO, "state of the sequencer", fields=status_fields()),
     Register("ERROR_INFO", 0x58, Access.RO, "detail of a DATAPATH error: bit 0 invalid trit "
              "code, bit 1 accumulator contract (spike count out of range), bit 2 encoder "
-             "(D or shift out of range); 0 otherwise"),
+             "(D or shift out of range), bit 3 memory port conflict (a core bug), bit 4 SLA "
+             "operand (a q/k count outside [0, 15], v outside [−15, 15] or a decay shift "
+             "outside [1, 12]); 0 otherwise"),
     Register("CYCLES", 0x5C, Access.RO, "cycles from start to done of the last run", bits=64),
     Register("WEIGHT_BYTES", 0x64, Access.RO, "bytes of weight columns fetched in the last run "
              "(all ports)"),
@@ -162,6 +164,10 @@ REGISTER_MAP: tuple[Register, ...] = (
     Register("BUILD_MAX_INTER", 0xB8, Access.CONST, "largest intermediate size"),
     Register("BUILD_MAX_LAYERS", 0xBC, Access.CONST, "most layers"),
     Register("BUILD_MAX_OPS", 0xC0, Access.CONST, "program cache capacity, descriptors"),
+    Register("BUILD_SLA_SLOTS", 0xC4, Access.CONST, "SLA state slots (most SLA layers; 0: no "
+             "SLA unit)"),
+    Register("BUILD_SLA_HEAD", 0xC8, Access.CONST, "largest SLA head size d_h"),
+    Register("BUILD_SLA_LANES", 0xCC, Access.CONST, "SLA state entries updated per cycle"),
 )
 
 #: Bytes of the AXI4-Lite address space (kernel.xml's s_axi_control range).
@@ -196,7 +202,8 @@ def build_register_values(build) -> dict[str, int]:
         "BUILD_MAX_D": build.max_D, "BUILD_ACC_BITS": build.acc_bits,
         "BUILD_MAX_VOCAB": build.max_vocab, "BUILD_MAX_HIDDEN": build.max_hidden,
         "BUILD_MAX_INTER": build.max_intermediate, "BUILD_MAX_LAYERS": build.max_layers,
-        "BUILD_MAX_OPS": build.max_ops,
+        "BUILD_MAX_OPS": build.max_ops, "BUILD_SLA_SLOTS": build.max_sla_layers,
+        "BUILD_SLA_HEAD": build.max_head_dim, "BUILD_SLA_LANES": build.sla_lanes,
     }
     assert set(values) == {r.name for r in REGISTER_MAP if r.access == Access.CONST}
     return values

@@ -62,10 +62,8 @@ class CountParams:
         return self.enc.shift + nx.ACT_FRAC - nx.U_FRAC
 
     def counts(self, x: np.ndarray) -> np.ndarray:
-        u = nx.shift_round(np.asarray(x, dtype=np.int64) * self.enc.mant, self.enc_shift)
-        if self.signed:
-            return nx.spike_count(u, self.D, self.delta_q)
-        return nx.spike_count_unsigned(u, self.D, self.delta_q)
+        return nx.encode_q(x, self.enc.mant, self.enc_shift, self.D, self.delta_q,
+                           unsigned=not self.signed)
 
 
 @dataclass

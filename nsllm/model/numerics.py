@@ -282,11 +282,13 @@ def norm_q(x: np.ndarray, mant: np.ndarray, shift: int, sqrt_d: int | None = Non
                                 shift))
 
 
-def encode_q(xn: np.ndarray, mant: np.ndarray, shift: int, D: int, delta_q: int) -> np.ndarray:
-    """The I-LIF encoder of a ternary layer's input: membrane ``shift_round(xn · mant, shift)``
-    (U_FRAC bits) → :func:`spike_count` (LINEAR, first half)."""
+def encode_q(xn: np.ndarray, mant: np.ndarray, shift: int, D: int, delta_q: int, *,
+             unsigned: bool = False) -> np.ndarray:
+    """The I-LIF encoder: membrane ``shift_round(xn · mant, shift)`` (U_FRAC bits) →
+    :func:`spike_count` (LINEAR, first half; COUNT of SLA's v) or, with ``unsigned``,
+    :func:`spike_count_unsigned` (COUNT of SLA's q and k)."""
     u = shift_round(np.asarray(xn, dtype=np.int64) * np.asarray(mant, dtype=np.int64), shift)
-    return spike_count(u, D, delta_q)
+    return spike_count_unsigned(u, D, delta_q) if unsigned else spike_count(u, D, delta_q)
 
 
 def requant_q(acc: np.ndarray, mant: int, shift: int) -> np.ndarray:
@@ -390,6 +392,12 @@ def sla_read_bits(head_dim: int, D_q: int) -> int:
     return int(head_dim * D_q * SLA_STATE_MAX).bit_length() + 1
 
 
+def wrap(x, bits: int):
+    """``x`` kept in ``bits``-bit two's complement (what a register of that width holds)."""
+    half = 1 << (bits - 1)
+    return ((np.asarray(x, dtype=np.int64) + half) & ((1 << bits) - 1)) - half
+
+
 def sla_update(S: np.ndarray, k: np.ndarray, v: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     """One token's state update of every head: ``S − shift_round(S, b_h) + ((k_i v_j) << F)``.
 
@@ -397,13 +405,15 @@ def sla_update(S: np.ndarray, k: np.ndarray, v: np.ndarray, shifts: np.ndarray) 
     signed counts, ``shifts`` (H,) the decay shifts b_h. Row i of the state gets ``k_i·v`` at
     weight 2**F — in hardware the masked shift-adds of :func:`count_times` (equal to the product,
     test ``test_count_times_is_the_product_by_shift_and_add``). No saturation: the configuration
-    guarantees :func:`sla_state_bound` ≤ SLA_STATE_MAX.
+    guarantees :func:`sla_state_bound` ≤ SLA_STATE_MAX, so the result is kept in SLA_STATE_BITS
+    by :func:`wrap` — the identity for every model, and what the core's 24-bit state memory does
+    for a program that breaks the bound (so core and interpreter agree on any input).
     """
     S = np.array(S, dtype=np.int64)  # a copy: the caller's state is not modified
     for h, b in enumerate(np.asarray(shifts, dtype=np.int64).tolist()):
         S[..., h, :, :] -= shift_round(S[..., h, :, :], b)
     kv = np.asarray(k, dtype=np.int64)[..., :, None] * np.asarray(v, dtype=np.int64)[..., None, :]
-    return S + (kv << SLA_STATE_FRAC)
+    return wrap(S + (kv << SLA_STATE_FRAC), SLA_STATE_BITS)
 
 
 def sla_read(S: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -420,19 +430,39 @@ def sla_read(S: np.ndarray, q: np.ndarray) -> np.ndarray:
     return o.astype(np.int64)
 
 
-def head_rmsnorm_q(o: np.ndarray, heads: int) -> np.ndarray:
-    """Unit-RMS normalisation of each head of a wide read-out (…, H·d_h) → ACT_FRAC activations.
+def head_preshift_q(o: np.ndarray, heads: int) -> np.ndarray:
+    """Each head of a wide read-out (…, H·d_h) brought into activation range, scale-free.
 
     A read-out has up to :func:`sla_read_bits` bits, too wide for :func:`rmsnorm_q`'s exact sum of
-    squares. Each head is first brought into ACT_BITS − 1 bits by a shift found from the bit
-    length of the OR of its magnitudes (= that of the largest): ``e = max(0, bits − (ACT_BITS −
-    2))``, ``o' = shift_round(o, e)`` (|o'| ≤ 2**(ACT_BITS−2)); then :func:`rmsnorm_q` over the
-    head. RMSNorm is scale-free, so the shift changes only the rounding, never the scale; a head
-    that fits already (e = 0) is normalised exactly as an activation vector.
+    squares. Each head is shifted by the amount found from the bit length of the OR of its
+    magnitudes (= that of the largest): ``e = max(0, bits − (ACT_BITS − 2))``,
+    ``o' = shift_round(o, e)`` (|o'| ≤ 2**(ACT_BITS−2)). What the core's SLA instruction writes.
     """
     o = np.asarray(o, dtype=np.int64)
     shape = o.shape
     oh = o.reshape(shape[:-1] + (heads, shape[-1] // heads))
     mag = np.bitwise_or.reduce(np.abs(oh), axis=-1, keepdims=True)
     e = np.maximum(_bit_length(mag) - (ACT_BITS - 2), 0)
-    return rmsnorm_q(shift_round_array(oh, np.broadcast_to(e, oh.shape))).reshape(shape)
+    return shift_round_array(oh, np.broadcast_to(e, oh.shape)).reshape(shape)
+
+
+def head_rmsnorm_q(o: np.ndarray, heads: int) -> np.ndarray:
+    """Unit-RMS normalisation of each head of a wide read-out (…, H·d_h) → ACT_FRAC activations:
+    :func:`head_preshift_q`, then :func:`rmsnorm_q` over each head. RMSNorm is scale-free, so the
+    shift changes only the rounding, never the scale; a head that fits already (e = 0) is
+    normalised exactly as an activation vector. (The core: SLA, then one NORM per head.)
+    """
+    o = np.asarray(o)
+    heads_last = o.shape[:-1] + (heads, o.shape[-1] // heads)
+    return rmsnorm_q(head_preshift_q(o, heads).reshape(heads_last)).reshape(o.shape)
+
+
+def sla_q(S: np.ndarray, q: np.ndarray, k: np.ndarray, v: np.ndarray, shifts: np.ndarray
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """The SLA instruction on one token: :func:`sla_update` of the state (H, d_h, d_h) with the
+    counts (H·d_h,) of k and v, :func:`sla_read` with q, :func:`head_preshift_q` of the read-out.
+    Returns (new state, pre-shifted read-out (H·d_h,))."""
+    heads, dh = np.shape(S)[-3], np.shape(S)[-1]
+    qh, kh, vh = (np.asarray(c, dtype=np.int64).reshape(heads, dh) for c in (q, k, v))
+    S = sla_update(S, kh, vh, shifts)
+    return S, head_preshift_q(sla_read(S, qh).reshape(-1), heads)

@@ -93,6 +93,7 @@ def cmd_estimate(args) -> int:
                    packing=args.packing, clock_mhz=args.clock_mhz, latency_ns=args.latency_ns,
                    params=params)
     out = est.as_dict()
+    out["onchip_memory"] = res_mod.memory_fit(params, board.capacity, resources)
     if args.plot is not None:
         from .plot import plot_estimate
 
@@ -105,6 +106,17 @@ def cmd_estimate(args) -> int:
     else:
         print(format_estimate(out))
     return 0
+
+
+def _onchip_lines(fit: dict | None) -> list[str]:
+    if not fit:
+        return []
+    sla = fit["sla_state"]
+    state = (f" (SLA state {sla['URAM']}: {sla['layers']} layers × {sla['bytes_per_layer']:,} B)"
+             if sla["layers"] else "")
+    return [f"on-chip      URAM {fit['URAM']:,.0f} of {fit['URAM_capacity']:,}{state}, BRAM36 "
+            f"{fit['BRAM']:,.0f} of {fit['BRAM_capacity']:,}: "
+            f"{'fits' if fit['fits'] else 'DOES NOT FIT'}"]
 
 
 def format_estimate(d: dict) -> str:
@@ -127,6 +139,7 @@ def format_estimate(d: dict) -> str:
         f"{d['watts_total']['typical']:.2f} W with static and DRAM background",
         f"tokens/J     {tpj['typical']:.2f} (band {tpj['low']:.2f}–{tpj['high']:.2f}) at the "
         "dynamic watts",
+        *_onchip_lines(d.get("onchip_memory")),
         "",
         "cycles per token by unit (busy) and overheads:",
     ]

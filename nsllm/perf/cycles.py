@@ -13,7 +13,11 @@ model. What it follows:
   over the image port, split into bursts like :class:`~nsllm.hdl.core.axi.BurstSplitter`.
 * **Vector passes** (:class:`~nsllm.hdl.core.vector.VectorUnit`): ``n / vector`` words, one per
   cycle, through the opcode's lane pipeline; NORM and UNORM are two passes with Σx² and the RMS
-  factor between them.
+  factor between them; COUNT is one pass through the encoder lanes.
+* **SLA** (:class:`~nsllm.hdl.core.sla.SLAUnit`): per head LOAD, one state word per cycle over
+  the head's rows, the pipeline drain, the read-out's magnitude and exponent, WRITE
+  (:meth:`~nsllm.hdl.core.sla.SLAUnit.head_cycles`); SLACLEAR, one word per cycle of the slot.
+  The state traffic is on chip, so no memory timing enters.
 * **LINEAR** (:class:`~nsllm.hdl.core.linear.LinearUnit`): SETUP, then the encoder front end
   (scratchpad read, skid FIFO, encoders), the spike-index filter (one spiking column per cycle,
   at least one cycle per word), the route FIFO of each weight port, the streamer's one burst per
@@ -46,6 +50,7 @@ from nsllm.hdl.core.axi import BOUNDARY, MAX_BURST, BurstSplitter
 from nsllm.hdl.core.linear import LinearUnit, Requantizer
 from nsllm.hdl.core.params import CoreParams
 from nsllm.hdl.core.sequencer import Sequencer
+from nsllm.hdl.core.sla import SLAUnit
 from nsllm.hdl.core.tables import TableLoader
 from nsllm.hdl.core.vector import VectorUnit
 from nsllm.hdl.norm import RsqrtFactor, SumOfSquares
@@ -291,6 +296,14 @@ class CycleModel:
         passes = 2 if ins.op in (Op.NORM, Op.UNORM) else 1
         return passes * words + self._vector[ins.op]
 
+    # ---- one SLA-unit instruction
+    def sla_cycles(self, ins: Instr) -> float:
+        """Cycles from the command taken to ``done``: SLA, every head's phases
+        (:meth:`SLAUnit.head_cycles`); SLACLEAR, one state word per cycle over the slot."""
+        if ins.op == Op.SLACLEAR:
+            return self.params.sla_slot_words
+        return ins.n // ins.m * SLAUnit.head_cycles(self.params, ins.m)
+
     # ---- one LINEAR
     def linear_cycles(self, ins: Instr, fired, ports: list[_Port], t0: float = 0.0,
                       weight_offset: int | None = None, bases: Sequence[int] | None = None
@@ -449,6 +462,8 @@ class CycleModel:
                           "requant": lc.done - lc.drained}
                 for k, v in phases.items():
                     linear[k] += v
+            elif ins.op in (Op.SLA, Op.SLACLEAR):
+                busy = self.sla_cycles(ins)
             else:
                 busy = self.vector_cycles(ins)
             done = taken + busy

@@ -21,7 +21,8 @@ from nsllm.hdl.core.params import CoreParams
 
 from .activity import GROUPS, group_of
 
-__all__ = ["SNAPSHOT", "ResourceReport", "group_resources", "load", "scale", "write_snapshot"]
+__all__ = ["SNAPSHOT", "ResourceReport", "group_resources", "load", "memory_fit", "scale",
+           "sla_state_memory", "write_snapshot"]
 
 SNAPSHOT = Path(__file__).resolve().parent / "data" / "board_resources.json"
 CLASSES = ("LUT", "FF", "BRAM", "URAM", "DSP")
@@ -82,6 +83,47 @@ def scale(report: ResourceReport, base: CoreParams, params: CoreParams) -> Resou
         out[g] = {c: v * (fm if c in ("BRAM", "URAM") else fl) for c, v in res.items()}
     return ResourceReport(out, repr(params), f"{report.source}; scaled to {params!r} "
                                              "(nsllm.perf.resources.scale)")
+
+
+#: A URAM288 block: 4,096 words of 72 bits (UltraScale+ and Versal).
+URAM_WORDS, URAM_BITS = 4096, 72
+
+
+def sla_state_memory(params: CoreParams) -> dict:
+    """The SLA unit's state memory of a build, computed (no synthesis): ``max_sla_layers`` slots
+    of ``max_hidden · max_head_dim`` 24-bit entries in words of ``sla_lanes`` entries, mapped to
+    URAM288 blocks as a ``words × bits`` array of them (⌈bits / 72⌉ wide, ⌈words / 4096⌉ deep)."""
+    from nsllm.model import numerics as nx
+
+    if not params.max_sla_layers:
+        return {"layers": 0, "bytes_per_layer": 0, "bytes": 0, "URAM": 0, "URAM_per_layer": 0}
+    bits = params.sla_lanes * nx.SLA_STATE_BITS
+    words = params.max_sla_layers * params.sla_slot_words
+    wide = -(-bits // URAM_BITS)
+    return {"layers": params.max_sla_layers,
+            "bytes_per_layer": params.sla_state_bytes // params.max_sla_layers,
+            "bytes": params.sla_state_bytes, "word_bits": bits, "words": words,
+            "URAM": wide * -(-words // URAM_WORDS),
+            "URAM_per_layer": wide * -(-params.sla_slot_words // URAM_WORDS)}
+
+
+def memory_fit(params: CoreParams, capacity: dict, report: ResourceReport | None = None
+               ) -> dict:
+    """On-chip memory of a build against a device's ``capacity`` (a board's: ``URAM``,
+    ``BRAM36``): the rest of the core from ``report`` (default :func:`load`: the board snapshot
+    scaled) plus the SLA state memory (:func:`sla_state_memory`). An estimate: block counts of
+    Yosys' UltraScale+ mapping and of the arithmetic above, not a Versal implementation."""
+    report = load(params) if report is None else report
+    core = report.total()
+    sla = sla_state_memory(params)
+    uram = core["URAM"] + sla["URAM"]
+    bram = core["BRAM"]
+    return {"core_URAM": core["URAM"], "core_BRAM": bram, "sla_state": sla,
+            "URAM": uram, "BRAM": bram, "URAM_capacity": capacity["URAM"],
+            "BRAM_capacity": capacity["BRAM36"],
+            "fits": uram <= capacity["URAM"] and bram <= capacity["BRAM36"],
+            "source": f"{report.source}; SLA state computed (nsllm.perf.resources."
+                      "sla_state_memory)"}
 
 
 def load(params: CoreParams, synthesize: bool = False, progress=None) -> ResourceReport:

@@ -63,17 +63,20 @@ async def spike_encoder(dut):
     await tb.reset()
     limit = 1 << (nx.ACT_BITS + nx.MULT_BITS - 1)
     idx = (1 << model.index_bits) - 1
-    for shift, D, delta_q in params.get("configs", [[2, 15, 40], [0, 7, 0], [-3, 3, 9],
-                                                    [30, 15, 128], [1, 1, 0]]):
+    for shift, D, delta_q, uns in params.get("configs", [
+            [2, 15, 40, 0], [0, 7, 0, 1], [-3, 3, 9, 0], [30, 15, 128, 0], [1, 1, 0, 0],
+            [2, 2, 40, 1]]):
         await source.wait_idle()
         await sink.wait_for(len(sink.beats) + len(sink.expected), timeout_cycles=10_000)
         dut.D.value = D
         dut.delta_q.value = delta_q
+        dut.unsigned_counts.value = uns
         _signed_port(dut.shift, shift)
         scale = 1 << max(shift + nx.U_FRAC, 0)
         p = np.clip(np.concatenate([rng.integers(-(D + 2) * scale, (D + 2) * scale + 1, 250),
                                     rng.integers(-limit, limit, 30)]), -limit, limit - 1)
-        counts = nx.spike_count(nx.shift_round(p, shift), D, delta_q)
+        count = nx.spike_count_unsigned if uns else nx.spike_count
+        counts = count(nx.shift_round(p, shift), D, delta_q)
         sink.expect({"count": int(c), "index": k & idx, "last": 0} for k, c in enumerate(counts))
         source.send({"potential": int(v), "index": k & idx, "last": 0} for k, v in enumerate(p))
     await sink.wait_for(len(sink.beats) + len(sink.expected), timeout_cycles=20_000)
@@ -135,17 +138,18 @@ async def encoder_array(dut):
     tb, source, sink = await _run(dut, model, [], [], params)
     await tb.reset()
     L, idx = model.lanes, (1 << model.index_bits) - 1
-    for shift, D, delta_q in params.get("configs", [[14, 15, 0], [20, 7, 300], [1, 15, 5],
-                                                    [30, 3, 0]]):
+    for shift, D, delta_q, uns in params.get("configs", [[14, 15, 0, 0], [20, 7, 300, 1],
+                                                         [1, 15, 5, 0], [30, 3, 0, 1]]):
         await source.wait_idle()
         await sink.wait_for(len(sink.beats) + len(sink.expected), timeout_cycles=10_000)
         dut.D.value, dut.delta_q.value, dut.shift.value = D, delta_q, shift
+        dut.unsigned_counts.value = uns
         n = params.get("words", 60)
         scale = 1 << int(rng.integers(4, nx.ACT_BITS))
         x = rng.integers(-scale, scale, (n, L))
         mant = rng.integers(-(1 << (nx.MULT_BITS - 1)), 1 << (nx.MULT_BITS - 1), (n, L))
         table = (mant & 0xFFFF) | (rng.integers(-(1 << 15), 1 << 15, (n, L)) << nx.MULT_BITS)
-        counts = nx.encode_q(x, mant, shift, D, delta_q)
+        counts = nx.encode_q(x, mant, shift, D, delta_q, unsigned=bool(uns))
         sink.expect({"counts": counts[w].tolist(), "index": (w * L) & idx,
                      "last": int(w == n - 1)} for w in range(n))
         source.send({"x": x[w].tolist(), "mant": table[w].tolist(), "index": (w * L) & idx,

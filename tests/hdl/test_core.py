@@ -10,7 +10,7 @@ from nsllm.hdl.core import CoreParams, NSLLMCore
 from nsllm.host.image import build_image
 from nsllm.host.program import Interpreter
 from nsllm.host.runtime import DEBUG_SLOT
-from nsllm.isa import Reg, scratch_layout
+from nsllm.isa import Op, Reg, scratch_layout
 from nsllm.model import IntegerModel, ModelConfig, random_weights
 from nsllm.sim.amaranth_bus import AmaranthBus
 
@@ -135,4 +135,37 @@ def test_core_matches_golden_model(port_bytes, vector, ports, packings, packing,
     params = micro_params(port_bytes, vector, ports, packings)
     tokens = [5, 63]
     image, results = run_core(w, params, tokens, stall, latency, packing)
+    check_against_golden(w, params, image, tokens, results)
+
+
+def micro_hybrid(seed=3):
+    """Two layers, MLGRU then SLA (two heads of 16), random weights and θ."""
+    from nsllm.model.config import SLAParams
+
+    cfg = ModelConfig(vocab_size=64, hidden_size=32, num_layers=2, intermediate_size=64,
+                      tokenizer="hf", token_mixer=["mlgru", "sla"],
+                      sla={"layers.1.attn": SLAParams(head_dim=16, decay_shifts=[9, 2], D_q=3,
+                                                      D_k=2, D_v=4)})
+    return random_weights(cfg, seed)
+
+
+# one line per case: SLA lanes, vector lanes, weight ports, read stalls, DRAM latency. ≈ 15 s
+# each, so slow: the default tier runs the hybrid on the Verilator core instead
+# (tests/host/test_core_hybrid_model.py) and the SLA unit alone (tests/hdl/core/test_sla.py).
+HYBRID_CASES = [(16, 4, 2, 0.3, 3), (4, 4, 1, 0.0, 0), (8, 8, 1, 0.2, 1)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lanes, vector, ports, stall, latency", HYBRID_CASES)
+def test_core_with_sla_unit_matches_golden_model(lanes, vector, ports, stall, latency):
+    """A hybrid micro model on the whole core (the SLA unit beside the MLGRU path), with read
+    stalls and latency on every port: every logit of every token equals the golden model's, so
+    the SLA state carries over tokens as in numerics.sla_q."""
+    w = micro_hybrid(seed=lanes + vector)
+    params = CoreParams(port_bytes=8, vector=vector, max_vocab=64, max_hidden=32,
+                        max_intermediate=64, max_layers=2, weight_ports=ports,
+                        max_sla_layers=1, max_head_dim=16, sla_lanes=lanes)
+    tokens = [5, 63, 17]
+    image, results = run_core(w, params, tokens, stall, latency)
+    assert any(ins.op == Op.SLA for ins in image.token)
     check_against_golden(w, params, image, tokens, results)

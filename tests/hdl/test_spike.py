@@ -34,18 +34,20 @@ def test_membrane_scale_is_the_exact_product():
                                        for k, (a, b) in enumerate(zip(x, mant, strict=True))])
 
 
-def encoder_expected(potentials, shift, D, delta_q):
+def encoder_expected(potentials, shift, D, delta_q, unsigned=False):
     u = nx.shift_round(np.asarray(potentials, dtype=np.int64), shift)
-    return nx.spike_count(u, D, delta_q).tolist()
+    count = nx.spike_count_unsigned if unsigned else nx.spike_count
+    return count(u, D, delta_q).tolist()
 
 
-def run_encoder(potentials, shift, D, delta_q, **kwargs):
+def run_encoder(potentials, shift, D, delta_q, unsigned=False, **kwargs):
     dut = SpikeEncoder(15, index_bits=8, **kwargs)
 
     def setup(ctx):
         ctx.set(dut.D, D)
         ctx.set(dut.delta_q, delta_q)
         ctx.set(dut.shift, shift)
+        ctx.set(dut.unsigned_counts, unsigned)
 
     beats = [{"potential": int(p), "index": k % 256, "last": 0}
              for k, p in enumerate(potentials)]
@@ -61,8 +63,9 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("unsigned", [False, True], ids=["signed", "unsigned"])
 @pytest.mark.parametrize("shift,D,delta_q", CASES)
-def test_encoder_matches_spike_count(shift, D, delta_q):
+def test_encoder_matches_spike_count(shift, D, delta_q, unsigned):
     rng = np.random.default_rng(shift + 64)
     limit = 1 << (nx.ACT_BITS + nx.MULT_BITS - 1)
     # potentials near the count boundaries of this shift, plus extremes
@@ -74,8 +77,8 @@ def test_encoder_matches_spike_count(shift, D, delta_q):
     wide = rng.integers(-limit, limit, 40)
     potentials = np.clip(np.concatenate([near, edges, wide, [-limit, limit - 1, 0, -1, 1]]),
                          -limit, limit - 1)
-    assert run_encoder(potentials, shift, D, delta_q) == encoder_expected(potentials, shift,
-                                                                          D, delta_q)
+    assert run_encoder(potentials, shift, D, delta_q, unsigned) == encoder_expected(
+        potentials, shift, D, delta_q, unsigned)
 
 
 class ScaleAndEncode(wiring.Component):

@@ -17,7 +17,7 @@ from nsllm.hdl.core import CoreParams, ternary_paths
 from nsllm.hdl.synth import core_resources, synthesize
 
 MULTIPLIER_FREE = ["TritUnpacker", "TritUnpacker2bit", "AccumulatorBank", "SpikeEncoder",
-                   "SpikeIndexFilter"]
+                   "SpikeIndexFilter", "SLAStateLanes"]
 
 
 
@@ -59,6 +59,19 @@ def test_no_mul_no_dsp_after_synth_xilinx_at_board_size(name):
     assert syn.multipliers == {}, f"{name}: multiplier cells before mapping {syn.multipliers}"
     assert syn.dsps == 0, f"{name}: {syn.dsps} DSP cells after synth_xilinx"
     assert syn.resources()["LUT"] > 0
+
+
+@pytest.mark.slow
+def test_board_sla_core_ternary_paths_have_no_multiplier():
+    """The VCK190 build with an SLA unit (7 of 28 layers SLA, d_h 128, 32 lanes): no ``$mul``
+    on the ternary path, the SLA unit's q·S and kᵀv paths included, in the generic cells (the
+    mapped resources, DSPs and the fit: docs/hardware.md, bench/results/resources_board_sla.json;
+    a mapped run takes ≈ 25 min)."""
+    params = CoreParams.board(sla=True)
+    syn = core_resources(params, techmap=False)
+    assert "nsllm_core.sla.lanes" in syn.instances
+    for path in ternary_paths(params):
+        assert syn.multipliers_in(path) == {}, f"{path}: {syn.multipliers_in(path)}"
 
 
 @pytest.mark.slow

@@ -147,3 +147,24 @@ def test_model_larger_than_build(image):
         image.check_fits(small)
     with pytest.raises(ImageError, match="32-byte words, the core reads 64-byte words"):
         image.check_fits(replace(ok, port_bytes=64))
+
+
+def test_hybrid_model_larger_than_the_builds_sla_unit():
+    from nsllm.model.config import SLAParams
+
+    cfg = ModelConfig(vocab_size=64, hidden_size=64, num_layers=2, intermediate_size=64,
+                      tokenizer="hf", token_mixer=["sla", "sla"],
+                      sla={f"layers.{li}.attn": SLAParams(head_dim=32, decay_shifts=[9, 2])
+                           for li in (0, 1)})
+    image = build_image(random_weights(cfg, 1), port_bytes=8)
+    assert image.sla_layers == 2 and image.sla_head_dims == {32}
+    ok = replace(limits_for(image), max_sla_layers=2, max_head_dim=32, sla_lanes=8)
+    image.check_fits(ok)
+    with pytest.raises(ImageError, match=r"the model has 2 SLA layers, the core has no SLA unit "
+                                         r"\(rebuild the core with CoreParams.max_sla_layers ≥ 2 "
+                                         r"and max_head_dim ≥ 32\)"):
+        image.check_fits(limits_for(image))
+    with pytest.raises(ImageError, match=r"SLA layers 2 > 1 .*SLA head size 32 > 16"):
+        image.check_fits(replace(ok, max_sla_layers=1, max_head_dim=16))
+    with pytest.raises(ImageError, match="SLA head size 32 below the build's 64"):
+        image.check_fits(replace(ok, max_head_dim=64, sla_lanes=64))

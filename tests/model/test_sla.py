@@ -1,5 +1,6 @@
 """Spike-based linear attention (SLA): config, integer kernels, the state bound, the integer model
-against its float twin, files, and the clear refusal of code that runs MLGRU layers only."""
+against its float twin, files, the core program of SLA layers and the clear refusal of head
+sizes the core cannot run."""
 
 import json
 import re
@@ -89,21 +90,38 @@ def test_bad_mixer_config_is_named(change, message):
         ModelConfig.from_dict(data)
 
 
-def test_mlgru_only_code_gets_a_clear_refusal(hybrid):
+def test_the_core_program_runs_sla_layers(hybrid):
+    from nsllm.host.image import build_image
+
+    image = build_image(hybrid)
+    ops = [ins.op.name for ins in image.token if ins.name.startswith("layers.1.")]
+    assert ops.count("COUNT") == 3 and ops.count("SLA") == 1
+    assert ops.count("NORM") == 1 + 4 + 1  # attn_norm, one per head (d 128 / d_h 32), mlp
+    assert [ins.op.name for ins in image.reset] == ["CLEAR", "SLACLEAR", "END"]
+
+
+def odd_head_hybrid():
+    cfg = hybrid_config(d=192, layers=2, sla={"layers.1.attn": SLAParams(
+        head_dim=96, decay_shifts=[9, 2])})
+    return random_weights(cfg, seed=5)
+
+
+def test_sla_shapes_the_core_cannot_run_get_a_clear_refusal():
     from nsllm.host.image import ImageError, build_image
 
     with pytest.raises(ImageError, match=re.escape(
-            "the core runs MLGRU token mixers only; this model has sla layers")):
-        build_image(hybrid)
+            "layers.1: the core's SLA unit needs a head size that is a power of two of at "
+            "least 16, not 96")):
+        build_image(odd_head_hybrid())
 
 
-def test_cli_refuses_the_simulated_core_for_sla_with_a_clear_error(hybrid, tmp_path, capsys):
+def test_cli_refuses_the_simulated_core_for_unsupported_sla_with_a_clear_error(tmp_path, capsys):
     from nsllm.cli import main
 
-    path = save_model(hybrid, tmp_path / "h.nsllm")
+    path = save_model(odd_head_hybrid(), tmp_path / "h.nsllm")
     assert main(["generate", "--model", str(path), "--backend", "sim", "-p", "a", "-n", "1"]) == 2
     err = capsys.readouterr().err
-    assert "nsllm: error: the core runs MLGRU token mixers only; this model has sla layers" in err
+    assert "nsllm: error: layers.1: the core's SLA unit needs a head size that is a power" in err
     assert "Traceback" not in err
 
 

@@ -61,8 +61,16 @@ def _registry():
         ("WeightStreamer", WeightStreamer, "one weight port's column bursts, trit decoding"),
         ("Requantizer", requantizer, "Σ of the banks × θβ, shift, saturate"),
     ]
-    return {name: ComponentSpec(name, summary=summary, **both(make))
-            for name, make, summary in specs}
+    registry = {name: ComponentSpec(name, summary=summary, **both(make))
+                for name, make, summary in specs}
+    from .sla import SLAUnit
+
+    registry["SLAUnit"] = ComponentSpec(
+        "SLAUnit", sim=lambda: SLAUnit(CoreParams.sim()),
+        board=lambda: SLAUnit(CoreParams.board(sla=True)),
+        summary="SLA state unit: per-slot state memory, one row word per cycle, masked "
+                "shift-adds")
+    return registry
 
 
 COMPONENTS = _registry()

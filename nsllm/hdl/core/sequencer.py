@@ -78,12 +78,23 @@ def descriptor_error(d, build: BuildLimits, image_bytes, region_bytes, token):
 
     packing_bad = linear & Mux(base3, "base3" not in build.packings,
                                "2bit" not in build.packings)
+    head = d.m
+    # a build without SLA state has no slot (a comparison with 0 would be constant: CMPCONST)
+    slot_bad = d.slot >= build.max_sla_layers if build.max_sla_layers else Const(1)
+    sla_bad = (slot_bad | (d.n > build.max_hidden) | (head == 0)
+               | ((head & (head - 1)) != 0) | (head > build.max_head_dim)
+               | (head < max(build.sla_lanes, build.align)) | ((d.n & (head - 1)) != 0))
     field_bad = (
         (linear & ((d.D < 1) | (d.D > build.max_D) | shift_bad(d.shift_a) | shift_bad(d.shift_b)
                    | (d.n > build.max_in) | (d.m > build.max_out)))
         | (is_op[Op.NORM] & (shift_bad(d.shift_a) | (d.n > build.max_in)))
         | ((is_op[Op.EMBED] | is_op[Op.MLGRU]) & (d.n > build.max_in))
-        | (is_op[Op.EMBED] & (d.shift_b > MAX_ROW_SHIFT)))
+        | (is_op[Op.EMBED] & (d.shift_b > MAX_ROW_SHIFT))
+        | (is_op[Op.COUNT] & (Const(build.max_sla_layers == 0) | (d.D < 1)
+                              | (d.D > build.max_D) | shift_bad(d.shift_a)
+                              | (d.n > build.max_in)))
+        | (is_op[Op.SLA] & sla_bad)
+        | (is_op[Op.SLACLEAR] & slot_bad))
     scratch_terms = []
     for o, operands in SCRATCH_OPERANDS.items():
         for start_field, len_field in operands:

@@ -4,7 +4,8 @@
 
     s_axil ─► ControlRegisters ─► Sequencer ──{Op: unit}──► VectorUnit ──┐
                                     │   │                   LinearUnit ───┤ Scratchpad
-    m_axi_ctl ◄─ BurstSplitter ◄─ ReadArbiter ◄─ program loader        (SharedMemory)
+                                    │   │                   SLAUnit ──────┤ (SharedMemory)
+    m_axi_ctl ◄─ BurstSplitter ◄─ ReadArbiter ◄─ program loader
                                         ◄─ TableLoader ─► table memory (SharedMemory, 2 banks)
     m_axi_w<k> ◄─ BurstSplitter ◄─ LinearUnit.ports[k] (WeightStreamer k)
 
@@ -12,11 +13,12 @@ The core is wiring: every piece of arithmetic is in a unit (see the unit modules
 contract in :mod:`nsllm.isa`. Ports: the AXI4-Lite slave ``s_axil`` (the register map of
 :data:`nsllm.isa.REGISTER_MAP`), the image port ``m_axi_ctl`` (programs and tables), one weight
 port ``m_axi_w<k>`` per weight region (AXI4 read masters with 64-bit addresses), and ``irq``.
+The SLA unit (and its state memory) is built when ``CoreParams.max_sla_layers`` > 0.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, ResetInserter, Signal, signed
+from amaranth.hdl import Cat, Const, Module, ResetInserter, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -29,6 +31,7 @@ from .control import ControlRegisters
 from .linear import LINEAR_OPS, LinearUnit
 from .params import CoreParams
 from .sequencer import Sequencer
+from .sla import SLA_OPS, SLAUnit
 from .tables import TableLoader, table_word
 from .vector import VECTOR_OPS, VectorUnit, act_word
 
@@ -45,11 +48,16 @@ def ternary_paths(params) -> list[str]:
     (ARCHITECTURE §4; checked by Yosys in tests/hdl/test_synth.py and bench/resources.py): the
     weight streamers with their trit unpackers, the accumulator banks, the spike encoders
     (their membrane scales excepted: the elementwise positive control), the non-zero queue and
-    its route FIFO."""
+    its route FIFO; with an SLA unit, the whole unit — its state lanes (the kᵀv update and the
+    q·S read terms as masked shift-adds, the decay as shift-subtract), the read-out accumulators
+    and pre-shift, and the state memory's addressing."""
     paths = [f"nsllm_core.linear.streamer{k}" for k in range(params.weight_ports)]
     paths += [f"nsllm_core.linear.bank{k}" for k in range(params.weight_ports)]
     paths += [f"nsllm_core.linear.encoders.encoder{k}" for k in range(params.vector)]
-    return paths + ["nsllm_core.linear.queue", "nsllm_core.linear.route0"]
+    paths += ["nsllm_core.linear.queue", "nsllm_core.linear.route0"]
+    if params.max_sla_layers:
+        paths += ["nsllm_core.sla", "nsllm_core.sla.lanes"]
+    return paths
 
 
 class NSLLMCore(wiring.Component):
@@ -68,6 +76,8 @@ class NSLLMCore(wiring.Component):
     def __init__(self, params: CoreParams | None = None):
         self.params = params = CoreParams() if params is None else params
         self.dispatch = {"vector": VECTOR_OPS, "linear": LINEAR_OPS}
+        if params.max_sla_layers:
+            self.dispatch["sla"] = SLA_OPS
         members = {"s_axil": In(axil_signature()), "irq": Out(1)}
         for name in axi_port_names(params.weight_ports):
             members[name] = Out(axi_read_signature(params.port_bytes))
@@ -81,7 +91,8 @@ class NSLLMCore(wiring.Component):
         build = p.build_limits()
 
         m.submodules.control = ctl = ControlRegisters(build_register_values(build), N)
-        m.submodules.sequencer = seq = Sequencer(build, self.dispatch)
+        m.submodules.sequencer = seq = Sequencer(build, self.dispatch, unit_error_bits=5)
+        sla_built = "sla" in self.dispatch
         wiring.connect(m, wiring.flipped(self.s_axil), ctl.s_axil)
         start = ctl.start
         m.d.comb += [
@@ -94,12 +105,16 @@ class NSLLMCore(wiring.Component):
         ]
 
         # ---- memories: scratchpad and the two-bank table memory, explicitly arbitrated
+        sla_r = (["sla_q"], ["sla_k"], ["sla_v"]) if sla_built else ([], [], [])
         scratch = SharedMemory(act_word(E), p.scratch_words,
-                               read_ports=[["vec_a", "lin_a", "debug"], ["vec_b"], ["vec_c"]],
-                               write_clients=["vec", "lin_out", "lin_spikes"],
+                               read_ports=[["vec_a", "lin_a", *sla_r[0], "debug"],
+                                           ["vec_b", *sla_r[1]], ["vec_c", *sla_r[2]]],
+                               write_clients=["vec", "lin_out", "lin_spikes",
+                                              *(["sla"] if sla_built else [])],
                                background=["debug"])
         tables = SharedMemory(table_word(E), 2 * p.table_bank_words,
-                              read_ports=[["vector", "linear"]], write_clients=["loader"])
+                              read_ports=[["vector", "linear", *(["sla"] if sla_built else [])]],
+                              write_clients=["loader"])
         # their conflict flags are sticky per run: reset at every start
         m.submodules.scratch = ResetInserter(start)(scratch)
         m.submodules.tables = ResetInserter(start)(tables)
@@ -128,7 +143,20 @@ class NSLLMCore(wiring.Component):
                       "table_loader": loader, "scratch": scratch, "tables": tables}
         wiring.connect(m, seq.vector_cmd, vector.cmd)
         wiring.connect(m, seq.linear_cmd, linear.cmd)
-        m.d.comb += [seq.vector_done.eq(vector.done), seq.linear_done.eq(linear.done)]
+        m.d.comb += [seq.vector_done.eq(vector.done), seq.linear_done.eq(linear.done),
+                     vector.clear_errors.eq(start)]
+        sla_error = Const(0, 1)
+        if sla_built:
+            sla = SLAUnit(p)
+            m.submodules.sla = ResetInserter(start)(sla)  # its error flag is per run
+            self.units["sla"] = sla
+            wiring.connect(m, seq.sla_cmd, sla.cmd)
+            m.d.comb += seq.sla_done.eq(sla.done)
+            for client, port in [(sla.r_q, scratch.r_sla_q), (sla.r_k, scratch.r_sla_k),
+                                 (sla.r_v, scratch.r_sla_v), (sla.w, scratch.w_sla),
+                                 (sla.t, tables.r_sla)]:
+                wiring.connect(m, client, port)
+            sla_error = sla.error
         for client, port in [(vector.r_a, scratch.r_vec_a), (vector.r_b, scratch.r_vec_b),
                              (vector.r_c, scratch.r_vec_c), (vector.w, scratch.w_vec),
                              (vector.t, tables.r_vector), (linear.r_a, scratch.r_lin_a),
@@ -149,7 +177,10 @@ class NSLLMCore(wiring.Component):
             port_beats.append(linear.port_beats[k])
 
         m.d.comb += [
-            seq.unit_errors.eq(Cat(linear.errors, scratch.conflict | tables.conflict)),
+            # ERROR_INFO: trit code, accumulator, encoder (LINEAR's or COUNT's), memory
+            # conflict, SLA operand
+            seq.unit_errors.eq(Cat(linear.errors[:2], linear.errors[2] | vector.error,
+                                   scratch.conflict | tables.conflict, sla_error)),
             seq.axi_error.eq(loader.error | linear.axi_error),
             seq.weight_error.eq(linear.weight_error),
             ctl.token_out.eq(vector.token_out),

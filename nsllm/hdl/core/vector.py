@@ -17,16 +17,22 @@ SILUGATE    dst = SiluGateUnit(value = src_a, gated = src_b)
 ADD         dst = ResidualAdder(src_a, src_b)
 CLEAR       dst = 0
 ARGMAX      TOKEN_OUT = Argmax(src_a)
+COUNT       dst = EncoderArray(src_a; table, shift_a, D, delta_q, unsigned_counts = flags bit 1)
 ==========  ==================================================================================
+
+COUNT's :class:`~nsllm.hdl.spike.EncoderArray` is the LINEAR's encoder (``vector`` lanes of
+MembraneScale → SpikeEncoder), its counts written as activations: SLA's q, k and v. It is built
+with the SLA unit only (``CoreParams.max_sla_layers`` > 0); elsewhere COUNT is a FIELD error.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, ResetInserter, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from nsllm.isa import Op
+from nsllm.isa import MAX_SHIFT, Op
+from nsllm.isa.opcodes import FLAG_UNSIGNED
 from nsllm.model import numerics as nx
 
 from ..argmax import Argmax
@@ -35,6 +41,7 @@ from ..gate import ResidualAdder, SiluGateUnit
 from ..mlgru import MLGRUStateUnit
 from ..norm import ChannelScale, RsqrtFactor, SumOfSquares, factor_bits
 from ..shared_memory import read_signature, write_signature
+from ..spike import EncoderArray
 from .params import CoreParams
 from .sequencer import command_layout
 from .tables import table_word
@@ -42,7 +49,8 @@ from .tables import table_word
 __all__ = ["VectorUnit", "act_word", "VECTOR_OPS"]
 
 #: The opcodes this unit runs (its row of the sequencer's dispatch table).
-VECTOR_OPS = (Op.EMBED, Op.NORM, Op.UNORM, Op.MLGRU, Op.SILUGATE, Op.ADD, Op.CLEAR, Op.ARGMAX)
+VECTOR_OPS = (Op.EMBED, Op.NORM, Op.UNORM, Op.MLGRU, Op.SILUGATE, Op.ADD, Op.CLEAR, Op.ARGMAX,
+              Op.COUNT)
 
 
 def act_word(vector: int) -> data.ArrayLayout:
@@ -61,6 +69,9 @@ class VectorUnit(wiring.Component):
         One cycle when the instruction's last result is written.
     token_out : Out(32)
         The last ARGMAX result.
+    error : Out(1)
+        Sticky: COUNT's encoders saw D or a shift out of range (ERROR_INFO's encoder bit);
+        ``clear_errors`` (the run's start) clears it.
     r_a, r_b, r_c, w : scratchpad read clients (src_a, src_b, dst) and write client.
     t : table-memory read client.
     """
@@ -69,7 +80,8 @@ class VectorUnit(wiring.Component):
     #: saturating register takes ``EMBED_LATENCY``; a second pass (NORM, UNORM) starts reading
     #: ``RESTART_CYCLES`` after the RMS factor arrives.
     LANES = {Op.NORM: (ChannelScale, ChannelScale), Op.UNORM: (ChannelScale,),
-             Op.MLGRU: (MLGRUStateUnit,), Op.SILUGATE: (SiluGateUnit,), Op.ADD: (ResidualAdder,)}
+             Op.MLGRU: (MLGRUStateUnit,), Op.SILUGATE: (SiluGateUnit,), Op.ADD: (ResidualAdder,),
+             Op.COUNT: (EncoderArray,)}
     EMBED_LATENCY, RESTART_CYCLES = 1, 1
 
     def __init__(self, params: CoreParams):
@@ -80,6 +92,8 @@ class VectorUnit(wiring.Component):
             "cmd": In(stream.Signature(command_layout())),
             "done": Out(1),
             "token_out": Out(32),
+            "error": Out(1),
+            "clear_errors": In(1),
             "r_a": Out(read_signature(act_word(E), sw)),
             "r_b": Out(read_signature(act_word(E), sw)),
             "r_c": Out(read_signature(act_word(E), sw)),
@@ -99,6 +113,10 @@ class VectorUnit(wiring.Component):
         m.submodules.sum_sq = ssq = SumOfSquares(E, max(max_d, p.max_vocab))
         m.submodules.factor = factor = RsqrtFactor(max(max_d, p.max_vocab))
         m.submodules.argmax = argmax = Argmax(p.max_vocab, lanes=E)
+        count = p.max_sla_layers > 0  # COUNT exists for SLA layers only (no encoders otherwise)
+        if count:
+            enc = EncoderArray(E, p.max_D, shift_max=MAX_SHIFT, index_bits=1)
+            m.submodules.encoders = ResetInserter(self.clear_errors)(enc)  # error: per run
         r_bits = factor_bits(factor.max_d) + 1
         lanes = []
         for i in range(E):
@@ -171,6 +189,14 @@ class VectorUnit(wiring.Component):
             m.d.comb += [ad.i_stream.valid.eq(v_rd & is_kind[Op.ADD]),
                          ad.i_stream.p.a.eq(a[i]), ad.i_stream.p.b.eq(b[i]),
                          ad.i_stream.p.last.eq(last_rd)]
+        if count:
+            m.d.comb += [enc.i_stream.valid.eq(v_rd & is_kind[Op.COUNT]),
+                         enc.i_stream.p.last.eq(last_rd), enc.o_stream.ready.eq(1),
+                         enc.D.eq(d.D), enc.delta_q.eq(d.delta_q), enc.shift.eq(d.shift_a),
+                         enc.unsigned_counts.eq((d.flags & FLAG_UNSIGNED).bool()),
+                         self.error.eq(enc.error)]
+            for i in range(E):
+                m.d.comb += [enc.i_stream.p.x[i].eq(a[i]), enc.i_stream.p.mant[i].eq(t[i])]
         embed_v = Signal()
         embed_x = Signal(act_word(E))
         m.d.sync += embed_v.eq(v_rd & is_kind[Op.EMBED])
@@ -196,6 +222,11 @@ class VectorUnit(wiring.Component):
                     m.d.comb += self.w.data[i].eq(field)
         with m.If(is_kind[Op.EMBED] & embed_v):
             m.d.comb += [w_valid.eq(1), self.w.data.eq(embed_x)]
+        if count:
+            with m.If(is_kind[Op.COUNT] & enc.o_stream.valid):
+                m.d.comb += w_valid.eq(1)
+                for i in range(E):
+                    m.d.comb += self.w.data[i].eq(enc.o_stream.p.counts[i])
         with m.If(clearing):
             m.d.comb += w_valid.eq(1)  # data stays 0
         m.d.comb += [self.w.addr.eq((d.dst >> lg_e) + ow),

@@ -25,7 +25,10 @@ MICRO = CoreParams(port_bytes=8, vector=4, max_vocab=64, max_hidden=32, max_inte
 BOARD = CoreParams(port_bytes=64, vector=16, weight_ports=3, packings=("2bit", "base3"),
                    max_vocab=32000, max_hidden=2048, max_intermediate=5632,
                    max_layers=24).build_limits()
-BUILDS = {"micro": MICRO, "board": BOARD}
+#: A micro build with an SLA unit (two state slots, heads up to 16, 4 lanes).
+SLA = CoreParams(port_bytes=8, vector=4, max_vocab=64, max_hidden=32, max_intermediate=64,
+                 max_layers=2, max_sla_layers=2, max_head_dim=16, sla_lanes=4).build_limits()
+BUILDS = {"micro": MICRO, "board": BOARD, "sla": SLA}
 
 
 def rtl_codes(build, cases):
@@ -166,7 +169,7 @@ def test_edge_cases_equal_check_instr(build):
 def test_unknown_opcodes_pass_every_check():
     """descriptor_error leaves unknown opcodes to the sequencer (ErrorCode.OPCODE there): with
     no opcode matched, none of the checks fires, whatever the other fields hold."""
-    raws = [op | (0xFF << 8) | (1 << 40) for op in (10, 0x18, 0x84, 255)]  # D 255, flags 1
+    raws = [op | (0xFF << 8) | (1 << 40) for op in (len(Op), 0x18, 0x84, 255)]  # D 255, flags 1
     assert rtl_codes(MICRO, [(r, 0, 0, 999) for r in raws]) == [0] * len(raws)
 
 
@@ -185,17 +188,19 @@ def random_cases(build, rng, count):
              pb * 5 + 3, 1 << 16, mx - pb + 1]
     pools = {"D": [0, 1, build.max_D, build.max_D + 1, 255], "shift_a": shifts,
              "shift_b": shifts, "flags": [0, 1, 2, 3, 255], "n": lengths,
-             "m": lengths + [4 * pb, 5 * pb, 4 * pb + 16, 5 * pb + 16], "src_a": starts,
+             "m": lengths + [4 * pb, 5 * pb, 4 * pb + 16, 5 * pb + 16, 4, 8, 12], "src_a": starts,
              "src_b": starts, "dst": starts, "table": offsets, "weight": words + offsets,
-             "stride": words, "wsize": words + [1 << 20, mx]}
-    widths = {"D": 255, "shift_a": 255, "shift_b": 255, "flags": 255}
+             "stride": words, "wsize": words + [1 << 20, mx], "src_c": starts,
+             "slot": [0, 1, build.max_sla_layers, build.max_sla_layers + 1, 0xFFFF]}
+    widths = {"D": 255, "shift_a": 255, "shift_b": 255, "flags": 255, "slot": 0xFFFF}
     cases = []
     for _ in range(count):
         op = Op(int(rng.integers(len(Op))))
         packing = str(rng.choice(build.packings))
         rows = (4 if packing == "2bit" else 5) * pb
         f = dict(op=op, D=build.max_D, shift_a=12, shift_b=7, delta_q=int(rng.integers(1 << 16)),
-                 flags=int(packing == "base3"), n=32, m=64 if op != Op.LINEAR else rows,
+                 flags=int(packing == "base3"), n=32,
+                 m={Op.LINEAR: rows, Op.SLA: 16}.get(op, 64), src_c=96, slot=0,
                  src_a=0, src_b=32, dst=64, param=int(rng.integers(-(1 << 31), 1 << 31)),
                  table=128, weight=pb * 4, stride=pb, wsize=pb * 64)
         for name, pool in pools.items():
@@ -219,7 +224,7 @@ def check_random(build, seed, count):
     return Counter(ErrorCode(w) for w in want)
 
 
-@pytest.mark.parametrize("build,seed", [("micro", 1), ("board", 2)])
+@pytest.mark.parametrize("build,seed", [("micro", 1), ("board", 2), ("sla", 3)])
 def test_random_descriptors_equal_check_instr(build, seed):
     codes = check_random(BUILDS[build], seed, 3000)
     # the generator reaches every outcome a descriptor check can have
