@@ -325,7 +325,8 @@ def build_project(out: str | Path, *, board: str | Board = "vck190", weights=Non
                   clock_mhz: float | None = None, memory: dict[str, str] | None = None,
                   platform: str = DEFAULT_PLATFORM, packing: str = "base3",
                   params: CoreParams | None = None, resources: bool = True,
-                  projection: bool = True, progress=None) -> BuildReport:
+                  projection: bool = True, model_path: str | Path | None = None,
+                  progress=None) -> BuildReport:
     """Write the Vitis project for ``weights`` (a model) or ``preset`` (a shape) into ``out``.
 
     Parameters
@@ -354,6 +355,8 @@ def build_project(out: str | Path, *, board: str | Board = "vck190", weights=Non
     projection : bool
         Project tokens/s and watts with ``nsllm estimate``'s code (firing rates measured with
         the golden model of ``weights``, or of the shipped model for a preset).
+    model_path : path, optional
+        Where ``weights`` came from (an ``hf`` tokenizer's ``tokenizer.json`` is found there).
     progress : _Steps, optional
         Where step progress goes (default: stderr).
 
@@ -427,7 +430,7 @@ def build_project(out: str | Path, *, board: str | Board = "vck190", weights=Non
     if projection:
         proj = steps.run("projection", "projection (nsllm estimate)", _projection, cfg, board,
                          weights, params, packing, clock_mhz, resources,
-                         lambda msg: steps.say(f"  {msg}"),
+                         lambda msg: steps.say(f"  {msg}"), model_path=model_path,
                          note="firing rates from the golden model")
 
     out = Path(out)
@@ -471,7 +474,7 @@ PROJECTION_TOKENS = 256  #: tokens of held-out text the firing rates are measure
 
 
 def _projection(cfg, board: Board, weights, params: CoreParams, packing: str, clock_mhz: float,
-                synthesized: bool, say) -> dict:
+                synthesized: bool, say, model_path=None) -> dict:
     """``nsllm estimate`` for this build: tokens/s, roofline, watts (XPE's default toggle rate;
     ``nsllm estimate --activity sim`` measures it in Verilator)."""
     from nsllm.model import load_model, resolve_model_path
@@ -480,13 +483,20 @@ def _projection(cfg, board: Board, weights, params: CoreParams, packing: str, cl
     from nsllm.perf.estimate import estimate
     from nsllm.perf.firing import measure
 
-    label = cfg.name
-    if weights is None:  # a preset: the shipped model's firing rates
+    def shipped():
         path = resolve_model_path(None)
-        weights, label = load_model(path), f"the shipped model ({path.name})"
+        return load_model(path), f"the shipped model ({path.name})"
+
+    weights, label = shipped() if weights is None else (weights, cfg.name)  # a preset: shipped
     say(f"measuring firing rates with the golden model of {label} on {PROJECTION_TOKENS} "
         "held-out tokens …")
-    firing = measure(weights, max_tokens=PROJECTION_TOKENS, model_label=label)
+    try:
+        firing = measure(weights, max_tokens=PROJECTION_TOKENS, model_label=label,
+                         model_path=model_path)
+    except (OSError, ValueError) as e:  # e.g. an hf tokenizer without its tokenizer.json here
+        say(f"cannot measure on {label} ({e}); using the shipped model's firing rates")
+        weights, label = shipped()
+        firing = measure(weights, max_tokens=PROJECTION_TOKENS, model_label=label)
     res = res_mod.load(params, synthesize=synthesized)
     est = estimate(cfg, board, firing, res, Activity.default(), weight_ports=params.weight_ports,
                    packing=packing, clock_mhz=clock_mhz, params=params)

@@ -26,21 +26,22 @@ def _memory(text: str) -> tuple[str, str]:
 
 
 def cmd_build(args) -> int:
-    from nsllm.cli import load_weights
+    from nsllm.model import load_model, resolve_model_path
 
     from .build import build_project
     from .vitis import DEFAULT_PLATFORM
 
-    weights = None
+    weights = model_path = None
     if args.model is not None:
-        weights = load_weights(None if args.model == "default" else args.model)
+        model_path = resolve_model_path(None if args.model == "default" else args.model)
+        weights = load_model(model_path)
     memory = dict(args.memory or [])
     # a BuildError is a ValueError: the CLI prints it as `nsllm: error: …` (exit 2)
     report = build_project(args.out, board=args.board, weights=weights, preset=args.preset,
                            weight_ports=args.weight_ports, clock_mhz=args.clock_mhz,
                            memory=memory, platform=args.platform or DEFAULT_PLATFORM,
                            packing=args.packing, resources=not args.skip_resources,
-                           projection=not args.skip_projection)
+                           projection=not args.skip_projection, model_path=model_path)
     summary = report.as_dict()
     if args.json:
         print(json.dumps(summary))

@@ -204,3 +204,19 @@ def test_preset_config_intermediate_matches_expectation():
     cfg = preset("nsllm-1.5b")
     assert (cfg.vocab_size, cfg.hidden_size, cfg.num_layers) == (32000, 2048, 28)
     assert cfg.intermediate_size == 5632
+
+
+def test_projection_of_a_model_whose_text_cannot_be_tokenized_here_uses_the_shipped_rates():
+    """A model with a Hugging Face tokenizer but no tokenizer.json beside it: the build's
+    projection falls back to the shipped model's firing rates, and says so."""
+    from nsllm.boards.build import _projection
+    from nsllm.model.config import ModelConfig
+    from nsllm.model.weights import random_weights
+
+    cfg = ModelConfig(name="hf-model", vocab_size=320, hidden_size=32, num_layers=1,
+                      intermediate_size=64, tokenizer="hf")
+    said = []
+    proj = _projection(cfg, VCK190, random_weights(cfg), CoreParams.for_model(cfg), "2bit",
+                       300.0, False, said.append)
+    assert "shipped model" in proj["firing_source"] and any("cannot measure" in m for m in said)
+    assert 0 < proj["tokens_per_s"] <= proj["roofline_tokens_per_s"]

@@ -6,8 +6,8 @@ the SLA unit) costs ≈ 60 s that would push a fresh ``make test`` past 10 minut
 keeps the SLA unit's amaranth.sim tests (tests/hdl/core/test_sla.py). One prompt × 8 tokens on
 the build ``nsllm generate --backend sim --model hybrid`` uses (``CoreParams.for_model``: 1 weight
 port, 2bit; cached under build/sim/ after the first run), the cycle model against the measured
-cycles on the same build, and three prompts × 64 tokens. On a mismatch the test names the first layer, unit and element that differ
-(``locate_divergence``).
+cycles on the same build, and three prompts × 64 tokens. On a mismatch the test names the first
+layer, unit and element that differ (``locate_divergence``).
 """
 
 import pytest
