@@ -293,8 +293,9 @@ RESOURCES_NOTE = ("Yosys synth_xilinx -family xcup -uram on each unique unit of 
                   "result; the kernel wrapper adds one flip-flop")
 
 
-def _core_resources(params: CoreParams, say=None) -> tuple[dict, dict]:
-    """(resources of the whole core, resources by unit), from the per-unit synthesis.
+def _core_resources(params: CoreParams, say=None) -> tuple[dict, dict, dict]:
+    """(resources of the whole core, by unit, by power group of :mod:`nsllm.perf.resources`),
+    from the per-unit synthesis.
 
     Cached under ``build/boards/resources/`` by the core's Verilog digest (params and HDL
     sources, :func:`~nsllm.sim.verilator_device.core_verilog`) and the synthesis code, so a
@@ -310,14 +311,17 @@ def _core_resources(params: CoreParams, say=None) -> tuple[dict, dict]:
     cache = build_root() / "boards" / "resources" / f"{Path(core_verilog(params)).stem}_{code}.json"
     if cache.is_file():
         data = json.loads(cache.read_text())
-        return data["total"], data["by_unit"]
+        if "groups" in data:
+            return data["total"], data["by_unit"], data["groups"]
+    from nsllm.perf.resources import group_resources
+
     syn = synth.core_resources(params, progress=say)
-    total, by_unit = syn.resources(), syn.by_unit()
+    total, by_unit, groups = syn.resources(), syn.by_unit(), group_resources(syn)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"total": total, "by_unit": by_unit}))
+    tmp.write_text(json.dumps({"total": total, "by_unit": by_unit, "groups": groups}))
     tmp.replace(cache)
-    return total, by_unit
+    return total, by_unit, groups
 
 
 def build_project(out: str | Path, *, board: str | Board = "vck190", weights=None,
@@ -415,9 +419,9 @@ def build_project(out: str | Path, *, board: str | Board = "vck190", weights=Non
     rtl = steps.run("verilog", "Verilog of the kernel", kernel_rtl, params,
                     note="the core is converted once and cached: minutes at board size")
 
-    res, by_unit, res_note = None, {}, "not estimated (--skip-resources)"
+    res, by_unit, groups, res_note = None, {}, None, "not estimated (--skip-resources)"
     if resources:
-        res, by_unit = steps.run("resources", "resource estimate", _core_resources, params,
+        res, by_unit, groups = steps.run("resources", "resource estimate", _core_resources, params,
                                  lambda msg: steps.say(f"  {msg}"),
                                  note="Yosys per unit of the core, cached")
         res_note = RESOURCES_NOTE
@@ -429,7 +433,7 @@ def build_project(out: str | Path, *, board: str | Board = "vck190", weights=Non
     proj = None
     if projection:
         proj = steps.run("projection", "projection (nsllm estimate)", _projection, cfg, board,
-                         weights, params, packing, clock_mhz, resources,
+                         weights, params, packing, clock_mhz, groups,
                          lambda msg: steps.say(f"  {msg}"), model_path=model_path,
                          note="firing rates from the golden model")
 
@@ -474,7 +478,7 @@ PROJECTION_TOKENS = 256  #: tokens of held-out text the firing rates are measure
 
 
 def _projection(cfg, board: Board, weights, params: CoreParams, packing: str, clock_mhz: float,
-                synthesized: bool, say, model_path=None) -> dict:
+                groups: dict | None, say, model_path=None) -> dict:
     """``nsllm estimate`` for this build: tokens/s, roofline, watts (XPE's default toggle rate;
     ``nsllm estimate --activity sim`` measures it in Verilator)."""
     from nsllm.model import load_model, resolve_model_path
@@ -497,7 +501,9 @@ def _projection(cfg, board: Board, weights, params: CoreParams, packing: str, cl
         say(f"cannot measure on {label} ({e}); using the shipped model's firing rates")
         weights, label = shipped()
         firing = measure(weights, max_tokens=PROJECTION_TOKENS, model_label=label)
-    res = res_mod.load(params, synthesize=synthesized)
+    res = (res_mod.ResourceReport(groups, repr(params), "Yosys synth_xilinx -family xcup -uram "
+                                  "of this build, per unit (nsllm.hdl.synth.core_resources)")
+           if groups else res_mod.load(params))  # else the board snapshot, scaled
     est = estimate(cfg, board, firing, res, Activity.default(), weight_ports=params.weight_ports,
                    packing=packing, clock_mhz=clock_mhz, params=params)
     d = est.as_dict()

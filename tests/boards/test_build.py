@@ -132,7 +132,7 @@ def test_build_failures_are_clear(case, message, tmp_path, monkeypatch):
         from nsllm.boards import build as build_module
 
         monkeypatch.setattr(build_module, "_core_resources", lambda p, say=None: (
-            {"LUT": 2_000_000, "FF": 1000, "BRAM": 10, "URAM": 0, "DSP": 5000}, {}))
+            {"LUT": 2_000_000, "FF": 1000, "BRAM": 10, "URAM": 0, "DSP": 5000}, {}, {}))
         monkeypatch.setattr(build_module, "kernel_rtl", lambda p: {})  # not needed to fail
         kwargs["resources"] = True
     elif case == "packing":
@@ -217,6 +217,6 @@ def test_projection_of_a_model_whose_text_cannot_be_tokenized_here_uses_the_ship
                       intermediate_size=64, tokenizer="hf")
     said = []
     proj = _projection(cfg, VCK190, random_weights(cfg), CoreParams.for_model(cfg), "2bit",
-                       300.0, False, said.append)
+                       300.0, None, said.append)
     assert "shipped model" in proj["firing_source"] and any("cannot measure" in m for m in said)
     assert 0 < proj["tokens_per_s"] <= proj["roofline_tokens_per_s"]
