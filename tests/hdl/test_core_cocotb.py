@@ -1,5 +1,8 @@
 """The core under cocotb with cocotbext-axi's AxiLiteMaster and one AxiRamRead (random stalls)
-per AXI port — the image port and two weight ports, base-3 weights — on Verilator and Icarus."""
+per AXI port — the image port and two weight ports, base-3 weights — on Verilator and Icarus.
+
+Slow tier (``make test-slow``, run by CI): the core's cocotb builds and runs take ≈ 3–4 min of a
+fresh ``make test``; the default tier drives the same core through ``SimDevice`` (tests/host)."""
 
 import pytest
 
@@ -9,6 +12,7 @@ from nsllm.sim.cocotb_runner import run_cocotb, simulator_params
 from .test_core import micro_model, micro_params
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("simulator", simulator_params())
 def test_core_with_cocotbext_axi(simulator, tmp_path):
     from nsllm.hdl.core import NSLLMCore
