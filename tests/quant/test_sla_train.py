@@ -6,8 +6,6 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="training needs the optional PyTorch extra (train)")
 
-from nsllm.model import FloatModel, IntegerModel  # noqa: E402
-from nsllm.model.stats import log_softmax  # noqa: E402
 from nsllm.quant.sla_train import decay_factors, sla_chunked, sla_recurrent  # noqa: E402
 from nsllm.quant.train import (  # noqa: E402
     QATModel,
@@ -17,6 +15,8 @@ from nsllm.quant.train import (  # noqa: E402
     model_config,
     train,
 )
+
+from .test_train import assert_golden_models_match, qat_log_probs  # noqa: E402
 
 
 def _counts(shape, D, signed, g):
@@ -88,16 +88,10 @@ def qat(request):
 def test_exported_hybrid_matches_the_qat_module(qat):
     tokens = np.frombuffer(b"The quick brown fox jumps over the lazy dog; the quick brown fox "
                            b"jumps again.", np.uint8).astype(int)
-    with torch.no_grad():
-        want = torch.log_softmax(qat(torch.from_numpy(tokens)[None]), -1)[0].double().numpy()
+    want = qat_log_probs(qat, tokens)
     w = export_weights(qat)
     assert w.config.sla_layers() == ([1] if qat.cfg.mixer(0) == "mlgru" else [0, 1])
-    got = log_softmax(FloatModel(w).prefill(tokens)[0][0])
-    assert np.mean(np.abs(got - want)) < 2e-3
-    ints = IntegerModel(w).prefill(tokens)[0][0]
-    got_int = log_softmax(IntegerModel.logits_to_float(ints))
-    spread = np.mean(np.abs(want - want.mean(-1, keepdims=True)))
-    assert np.mean(np.abs(got_int - want)) < 0.4 * spread
+    assert_golden_models_match(w, tokens, want)
 
 
 def test_a_few_hybrid_training_steps_lower_the_loss():

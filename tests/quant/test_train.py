@@ -43,11 +43,14 @@ def qat():
     return m
 
 
-def test_exported_float_model_matches_the_qat_module(qat):
-    tokens = np.frombuffer(b"The quick brown fox jumps over the lazy dog.", np.uint8).astype(int)
+def qat_log_probs(qat, tokens: np.ndarray) -> np.ndarray:
+    """The QAT module's log-probabilities of ``tokens`` (one sequence), as float64."""
     with torch.no_grad():
-        want = torch.log_softmax(qat(torch.from_numpy(tokens)[None]), -1)[0].double().numpy()
-    w = export_weights(qat)
+        return torch.log_softmax(qat(torch.from_numpy(tokens)[None]), -1)[0].double().numpy()
+
+
+def assert_golden_models_match(w, tokens: np.ndarray, want: np.ndarray) -> None:
+    """The exported model's float and integer golden models against the QAT module's ``want``."""
     got = log_softmax(FloatModel(w).prefill(tokens)[0][0])
     # identical equations; only float32 summation order and rare rounding ties differ
     assert np.mean(np.abs(got - want)) < 2e-3
@@ -56,6 +59,13 @@ def test_exported_float_model_matches_the_qat_module(qat):
     # the integer model adds fixed-point error, far less than the spread of the distribution
     spread = np.mean(np.abs(want - want.mean(-1, keepdims=True)))
     assert np.mean(np.abs(got_int - want)) < 0.4 * spread
+
+
+def test_exported_float_model_matches_the_qat_module(qat):
+    tokens = np.frombuffer(b"The quick brown fox jumps over the lazy dog.", np.uint8).astype(int)
+    want = qat_log_probs(qat, tokens)
+    w = export_weights(qat)
+    assert_golden_models_match(w, tokens, want)
 
 
 def test_a_few_training_steps_lower_the_loss():
